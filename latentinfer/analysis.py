@@ -1,0 +1,335 @@
+"""One Pyro program: priors on the forward model's inputs, nuisance parameters, and one observed site per likelihood.
+
+Every inference method (NUTS, emcee, VI, SBI), the evidence and the coverage studies run on this same
+program, so the same config means the same posterior whatever the method.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from torch.distributions import biject_to
+
+from .errors import ConfigError, LatentInferError
+from .forward import ForwardModel
+from .likelihoods.base import Likelihood
+from .priors import check_spec, fixed_value, is_fixed, to_distribution
+
+__all__ = ["Analysis"]
+
+_LATENT_PRIORS = {"standard_normal": {"normal": [0.0, 1.0]}, "uniform": {"uniform": [-4.0, 4.0]}}
+
+
+class Analysis:
+    """Bayesian inference of a forward model's inputs from one or more likelihoods.
+
+    Parameters
+    ----------
+    forward : ForwardModel
+        Maps the parameter vector (latents, or physical parameters) to named outputs.
+    likelihoods : Likelihood or sequence of Likelihood
+        Each gets one observed site named after it; their nuisance parameters become sample sites.
+    prior : "standard_normal" | "uniform" | spec | mapping
+        Default prior of the forward model's inputs: N(0, 1) (the IVE prior), a uniform box U(-4, 4), one spec
+        for all (``{"normal": [0, 2]}``), or a mapping ``{name: spec}``.
+    priors : mapping, optional
+        Per-parameter overrides, for inputs and nuisances alike (``{"tau": {"normal": [0.0544, 0.0073]}}``,
+        ``{"A_planck": {"fixed": 1.0}}``). An unknown name is an error.
+    emulator_error : bool
+        Add the forward model's :attr:`~latentinfer.ForwardModel.error_cov`, projected into each
+        likelihood's data space, to that likelihood's covariance.
+    dtype : torch.dtype
+        Precision of the program (float64 by default).
+    """
+
+    def __init__(
+        self,
+        forward: ForwardModel,
+        likelihoods: Likelihood | Sequence[Likelihood],
+        prior: Any = "standard_normal",
+        priors: Mapping[str, Any] | None = None,
+        *,
+        emulator_error: bool = False,
+        dtype: torch.dtype = torch.float64,
+    ):
+        if not isinstance(forward, ForwardModel):
+            raise LatentInferError("Analysis needs a latentinfer.ForwardModel (use ForwardModel.from_module)")
+        self.dtype = dtype
+        self.forward = forward.to(dtype).eval()
+        for p in self.forward.parameters():
+            p.requires_grad_(False)
+        liks = [likelihoods] if isinstance(likelihoods, Likelihood) else list(likelihoods)
+        if not liks:
+            raise LatentInferError("Analysis needs at least one likelihood")
+        names = [lik.name for lik in liks]
+        if len(set(names)) != len(names):
+            raise LatentInferError(f"likelihood names must be unique, got {names}")
+        sizes = self.forward.output_sizes(dtype)
+        for lik in liks:
+            lik.check_theory(sizes)
+        if emulator_error:
+            liks = self._with_emulator_error(liks)
+        self.likelihoods = [lik.to(dtype) for lik in liks]
+
+        self.input_names = list(self.forward.latent_names)
+        self._prior = self._default_input_priors(prior)
+        self._nuisance_blocks = self._collect_nuisance()
+        nuisance_names = [n for block in self._nuisance_blocks for n in block.names]
+        clash = set(nuisance_names) & set(self.input_names) | set(names) & (set(self.input_names) | set(nuisance_names))
+        if clash:
+            raise LatentInferError(f"names used twice among inputs, nuisances and likelihoods: {sorted(clash)}")
+        known = set(self.input_names) | set(nuisance_names)
+        self.overrides = {}
+        for key, spec in (priors or {}).items():
+            if key not in known:
+                raise ConfigError(f"priors: unknown parameter '{key}' (known: {', '.join(self.input_names + nuisance_names)})")
+            self.overrides[key] = check_spec(spec, key)
+        self._prior.update({k: v for k, v in self.overrides.items() if k in self.input_names})
+        self.emulator_error = emulator_error
+
+    # -- set-up ----------------------------------------------------------------------------------------------
+    def _default_input_priors(self, prior) -> dict[str, Any]:
+        out = {}
+        for name in self.input_names:
+            if isinstance(prior, str) and prior in _LATENT_PRIORS and name in self.forward.default_priors and prior == "standard_normal":
+                spec = self.forward.default_priors[name]
+            elif isinstance(prior, str):
+                if prior not in _LATENT_PRIORS:
+                    raise ConfigError(f"prior must be standard_normal, uniform, a spec or a mapping; got {prior!r}")
+                spec = _LATENT_PRIORS[prior]
+            elif isinstance(prior, Mapping) and prior and all(k in self.input_names for k in prior):
+                spec = prior.get(name, self.forward.default_priors.get(name, _LATENT_PRIORS["standard_normal"]))
+            else:
+                spec = prior
+            out[name] = check_spec(spec, name)
+        return out
+
+    def _collect_nuisance(self):
+        blocks, seen = [], set()
+        for lik in self.likelihoods:
+            for block in lik.nuisance:
+                if set(block.names) <= seen:
+                    continue  # shared nuisance (same name in two likelihoods): sampled once
+                if set(block.names) & seen:
+                    raise LatentInferError(f"nuisance block {block.names} of '{lik.name}' overlaps another likelihood's")
+                seen |= set(block.names)
+                blocks.append(block)
+        return blocks
+
+    def _with_emulator_error(self, liks):
+        if not self.forward.error_cov:
+            raise LatentInferError("emulator_error=True but the forward model has no error_cov")
+        z0 = torch.zeros(self.forward.dim, dtype=self.dtype)
+        with torch.no_grad():
+            theory0 = self.forward(z0)
+        out = []
+        for lik in liks:
+            nuis0 = {n: torch.tensor(_centre(b.prior, i), dtype=self.dtype) for b in lik.nuisance for i, n in enumerate(b.names)}
+            extra = lik.data_space_covariance(self.forward.error_cov, theory0, nuis0)
+            out.append(lik.with_extra_covariance(extra))
+        return out
+
+    # -- names -----------------------------------------------------------------------------------------------
+    @property
+    def nuisance_names(self) -> list[str]:
+        return [n for block in self._nuisance_blocks for n in block.names]
+
+    @property
+    def parameter_names(self) -> list[str]:
+        """Sampled parameters, in program order (fixed ones excluded)."""
+        names = [n for n in self.input_names if not is_fixed(self._prior[n])]
+        return names + [n for n in self.nuisance_names if not is_fixed(self.overrides.get(n, {}))]
+
+    @property
+    def observed_names(self) -> list[str]:
+        return [lik.name for lik in self.likelihoods]
+
+    def prior_of(self, name: str):
+        """The prior spec in force for parameter ``name``."""
+        if name in self._prior:
+            return self._prior[name]
+        if name in self.overrides:
+            return self.overrides[name]
+        for block in self._nuisance_blocks:
+            if name in block.names:
+                return block.prior
+        raise LatentInferError(f"unknown parameter '{name}'")
+
+    # -- the program -----------------------------------------------------------------------------------------
+    def _const(self, x) -> torch.Tensor:
+        return torch.as_tensor(x, dtype=self.dtype)
+
+    def _sample_inputs(self) -> torch.Tensor:
+        vals = []
+        for name in self.input_names:
+            spec = self._prior[name]
+            if is_fixed(spec):
+                vals.append(self._const(fixed_value(spec)))
+            else:
+                vals.append(pyro.sample(name, to_distribution(spec, self.dtype)))
+        return torch.stack(torch.broadcast_tensors(*vals), -1)
+
+    def _sample_nuisance(self) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        for block in self._nuisance_blocks:
+            if len(block.names) == 1 or any(n in self.overrides for n in block.names):
+                for i, name in enumerate(block.names):
+                    spec = self.overrides.get(name, block.prior if len(block.names) == 1 else _marginal(block.prior, i))
+                    if is_fixed(spec):
+                        out[name] = self._const(fixed_value(spec))
+                    else:
+                        out[name] = pyro.sample(name, to_distribution(spec, self.dtype))
+            else:
+                out.update(self._sample_gaussian_block(block))
+        return out
+
+    def _sample_gaussian_block(self, block) -> dict[str, torch.Tensor]:
+        """A correlated Gaussian block as a chain of scalar conditional sites (exactly the joint prior)."""
+        mean, cov = (self._const(a) for a in block.prior["mvnormal"])
+        L = torch.linalg.cholesky(cov)
+        out, eps = {}, []
+        for i, name in enumerate(block.names):
+            loc = mean[i] + sum((L[i, j] * eps[j] for j in range(i)), self._const(0.0))
+            x = pyro.sample(name, dist.Normal(loc, L[i, i]))
+            eps.append((x - loc) / L[i, i])
+            out[name] = x
+        return out
+
+    def model(self) -> dict[str, torch.Tensor]:
+        """The Pyro program. Returns the forward-model outputs (the theory)."""
+        z = self._sample_inputs()
+        theory = self.forward(z)
+        nuisance = self._sample_nuisance()
+        for lik in self.likelihoods:
+            pyro.sample(lik.name, lik.distribution(theory, nuisance), obs=lik.data)
+        return theory
+
+    def simulator_model(self) -> dict[str, torch.Tensor]:
+        """The same program with the observed sites free: a draw from the prior predictive."""
+        return poutine.uncondition(self.model)()
+
+    # -- vectorised densities (emcee, evidence, diagnostics) -------------------------------------------------
+    def _trace(self, values: Mapping[str, torch.Tensor]):
+        vals = {k: self._const(v) for k, v in values.items()}
+        return poutine.trace(poutine.condition(self.model, data=vals)).get_trace()
+
+    def log_joint(self, values: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """log prior + log likelihood at constrained ``values`` ``{name: (...)}``; shape ``(...)``."""
+        tr = self._trace(values)
+        total = self._const(0.0)
+        for site in tr.nodes.values():
+            if site["type"] == "sample":
+                total = total + site["fn"].log_prob(site["value"])
+        return total
+
+    def log_likelihoods(self, values: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``{likelihood name: log-likelihood (...)}`` at constrained ``values``."""
+        tr = self._trace(values)
+        return {n: tr.nodes[n]["fn"].log_prob(tr.nodes[n]["value"]) for n in self.observed_names}
+
+    def theory(self, values: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Forward-model outputs at constrained ``values`` of the inputs."""
+        return poutine.condition(self.model, data={k: self._const(v) for k, v in values.items()})()
+
+    def transforms(self) -> dict[str, torch.distributions.Transform]:
+        """Bijections from the unconstrained space to each parameter's support."""
+        with torch.no_grad():
+            tr = poutine.trace(self.simulator_model).get_trace()
+        return {n: biject_to(tr.nodes[n]["fn"].support) for n in self.parameter_names}
+
+    def unconstrained_log_density(self, u: torch.Tensor, transforms=None) -> torch.Tensor:
+        """``log p(theta, data) + log |d theta / d u|`` at unconstrained points ``u`` of shape ``(..., n_params)``."""
+        transforms = transforms or self.transforms()
+        values, logdet = self.constrain(u, transforms)
+        return self.log_joint(values) + logdet
+
+    def constrain(self, u: torch.Tensor, transforms=None):
+        """Map unconstrained ``(..., n_params)`` to ``({name: (...)}, log|J| (...))``."""
+        transforms = transforms or self.transforms()
+        values, logdet = {}, self._const(0.0)
+        for i, name in enumerate(self.parameter_names):
+            t = transforms[name]
+            x = t(u[..., i])
+            logdet = logdet + t.log_abs_det_jacobian(u[..., i], x)
+            values[name] = x
+        return values, logdet
+
+    def unconstrain(self, values: Mapping[str, torch.Tensor], transforms=None) -> torch.Tensor:
+        transforms = transforms or self.transforms()
+        return torch.stack([transforms[n].inv(self._const(values[n])) for n in self.parameter_names], -1)
+
+    def sample_prior(self, n: int, seed: int = 0) -> dict[str, torch.Tensor]:
+        """``n`` joint draws from the prior predictive: parameters and simulated data ``{site: (n, ...)}``."""
+        pyro.set_rng_seed(seed)
+        out: dict[str, list] = {}
+        with torch.no_grad():
+            for _ in range(n):
+                tr = poutine.trace(self.simulator_model).get_trace()
+                for name in self.parameter_names + self.observed_names:
+                    out.setdefault(name, []).append(tr.nodes[name]["value"])
+        return {k: torch.stack(v) for k, v in out.items()}
+
+    def find_map(self, seed: int = 0, steps: int = 200) -> dict[str, torch.Tensor]:
+        """Maximum a posteriori point (L-BFGS in the unconstrained space, from a prior draw)."""
+        transforms = self.transforms()
+        start = self.sample_prior(1, seed=seed)
+        u = self.unconstrain({k: v[0] for k, v in start.items() if k in self.parameter_names}, transforms)
+        u = u.clone().requires_grad_(True)
+        opt = torch.optim.LBFGS([u], max_iter=steps, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            loss = -self.unconstrained_log_density(u, transforms)
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        values, _ = self.constrain(u.detach(), transforms)
+        return values
+
+    # -- inference -------------------------------------------------------------------------------------------
+    def sample(self, method: str = "nuts", **settings):
+        """Draw posterior samples with ``method`` (``"nuts"`` or ``"emcee"``); returns a :class:`Posterior`.
+
+        Settings (defaults in :data:`latentinfer.config.INFERENCE_DEFAULTS`): ``chains``, ``warmup``, ``draws``,
+        ``seed``; NUTS: ``jit``, ``parallel``, ``target_accept``, ``max_tree_depth``; emcee: ``walkers``, ``thin``.
+        """
+        from .inference import get_method
+
+        return get_method(method).run(self, **settings)
+
+    def fit_vi(self, guide: str = "multivariate_normal", steps: int = 3000, seed: int = 0, **settings):
+        """Stochastic variational inference with a ``normal`` (diagonal), ``multivariate_normal`` or ``flow`` guide."""
+        from .inference import get_method
+
+        return get_method("vi").run(self, guide=guide, steps=steps, seed=seed, **settings)
+
+    def describe(self) -> dict[str, Any]:
+        """Plain description of the program for run records."""
+        return {
+            "inputs": {n: self._prior[n] for n in self.input_names},
+            "nuisance": {n: self.prior_of(n) for n in self.nuisance_names},
+            "likelihoods": {lik.name: {"n_data": lik.n_data, "type": type(lik).__name__} for lik in self.likelihoods},
+            "emulator_error": self.emulator_error,
+        }
+
+
+def _marginal(prior, i):
+    mean, cov = prior["mvnormal"]
+    return {"normal": [float(mean[i]), float(cov[i][i]) ** 0.5]}
+
+
+def _centre(prior, i):
+    (kind, args), = prior.items()
+    if kind == "mvnormal":
+        return float(args[0][i])
+    if kind == "fixed":
+        return float(args)
+    if kind == "normal":
+        return float(args[0])
+    return 0.5 * (float(args[0]) + float(args[1]))
