@@ -21,7 +21,9 @@ _ENV = {"models": "LATENTINFER_MODELS", "likelihoods": "LATENTINFER_LIKELIHOODS"
 def search_dirs(kind: str) -> list[Path]:
     """Folders searched for ``kind`` in ``{"models", "likelihoods"}``, first match wins."""
     dirs = [Path(p) for p in os.environ.get(_ENV[kind], "").split(os.pathsep) if p]
-    dirs += [_PKG.parent / kind, _PKG / "_bundled" / kind]
+    if (_PKG.parent / "pyproject.toml").is_file():  # a source checkout or editable install
+        dirs.append(_PKG.parent / kind)
+    dirs.append(_PKG / "_bundled" / kind)
     return [d for d in dirs if d.is_dir()]
 
 

@@ -11,16 +11,11 @@ from .base import InferenceMethod, build_posterior, register_method
 __all__ = ["EmceeMethod", "laplace_start"]
 
 
-def laplace_start(analysis, n: int, seed: int, transforms) -> np.ndarray:
-    """``n`` starting points from the Laplace approximation at the MAP, in unconstrained space."""
+def laplace_start(analysis, n: int, seed: int) -> np.ndarray:
+    """``n`` starting points drawn from the Laplace approximation at the MAP, in unconstrained space."""
     rng = np.random.default_rng(seed)
-    values = analysis.find_map(seed=seed)
-    u0 = analysis.unconstrain(values, transforms).detach()
-    H = torch.autograd.functional.hessian(lambda u: -analysis.unconstrained_log_density(u, transforms), u0)
-    H = 0.5 * (H + H.T)
-    evals, evecs = torch.linalg.eigh(H)
-    if bool((evals > 0).all()):
-        cov = (evecs / evals) @ evecs.T
+    u0, cov = analysis.laplace(seed=seed)
+    if cov is not None:
         return rng.multivariate_normal(u0.numpy(), cov.numpy(), size=n)
     return u0.numpy() + 1e-3 * rng.standard_normal((n, u0.shape[0]))
 
@@ -41,7 +36,7 @@ class EmceeMethod(InferenceMethod):
             lp = lp.numpy().astype(np.float64)
             return np.where(np.isfinite(lp), lp, -np.inf)
 
-        p0 = laplace_start(analysis, walkers, s["seed"], transforms)
+        p0 = laplace_start(analysis, walkers, s["seed"])
         sampler = emcee.EnsembleSampler(walkers, ndim, log_prob, vectorize=True)
         sampler.random_state = np.random.RandomState(s["seed"]).get_state()
         sampler.run_mcmc(p0, s["warmup"] + s["draws"] * s["thin"], progress=s["progress"])

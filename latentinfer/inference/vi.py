@@ -1,12 +1,20 @@
-"""Stochastic variational inference (Pyro autoguides) on the same program."""
+"""Stochastic variational inference (Pyro autoguides) on the same program.
+
+Every guide starts at the Laplace approximation of the posterior (MAP and inverse Hessian in the unconstrained
+space): the Gaussian guides take it as their initial location and scale; the ``flow`` guide is a stack of
+affine autoregressive transforms acting in the Laplace-whitened coordinates, so it only has to learn the
+departures from Gaussianity.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pyro
 import torch
+from pyro.distributions.torch_transform import ComposeTransformModule
+from pyro.distributions.transforms import LowerCholeskyAffine, affine_autoregressive
 from pyro.infer import SVI, Trace_ELBO
-from pyro.infer.autoguide import AutoDiagonalNormal, AutoIAFNormal, AutoMultivariateNormal, init_to_value
+from pyro.infer.autoguide import AutoDiagonalNormal, AutoMultivariateNormal, AutoNormalizingFlow, init_to_value
 from pyro.optim import ClippedAdam
 from torch.distributions import biject_to
 from tqdm.auto import tqdm
@@ -15,10 +23,50 @@ from .base import InferenceMethod, build_posterior, register_method
 
 __all__ = ["VIMethod", "GUIDES"]
 
+
+def _gaussian(cls):
+    def make(model, init, u0, cov):
+        guide = cls(model, init_loc_fn=init, init_scale=0.05)
+        guide()  # create the parameters
+        if cov is not None:
+            with torch.no_grad():
+                L = torch.linalg.cholesky(cov).to(guide.loc.dtype)
+                d = torch.diagonal(L)
+                guide.scale = d
+                if isinstance(guide, AutoMultivariateNormal):
+                    guide.scale_tril = L / d[:, None]  # scale_tril of the guide is diag(scale) @ unit-lower
+        return guide
+
+    return make
+
+
+def _flow(model, init, u0, cov, num_transforms: int = 3):
+    L = torch.linalg.cholesky(cov) if cov is not None else 0.05 * torch.eye(u0.shape[0], dtype=u0.dtype)
+
+    def transform(dim):
+        parts = [affine_autoregressive(dim, hidden_dims=[max(16, 4 * dim)] * 2).to(u0.dtype) for _ in range(num_transforms)]
+        return ComposeTransformModule(parts + [LowerCholeskyAffine(u0, L)])
+
+    guide = _WhitenedFlow(model, transform)
+    guide.dtype = u0.dtype
+    guide()
+    return guide
+
+
+class _WhitenedFlow(AutoNormalizingFlow):
+    """AutoNormalizingFlow whose base distribution has the program's dtype (float64 by default)."""
+
+    dtype = torch.float64
+
+    def get_base_dist(self):
+        zeros = torch.zeros(self.latent_dim, dtype=self.dtype)
+        return pyro.distributions.Normal(zeros, torch.ones_like(zeros)).to_event(1)
+
+
 GUIDES = {
-    "normal": lambda model, init: AutoDiagonalNormal(model, init_loc_fn=init, init_scale=0.05),
-    "multivariate_normal": lambda model, init: AutoMultivariateNormal(model, init_loc_fn=init, init_scale=0.05),
-    "flow": lambda model, init: AutoIAFNormal(model, num_transforms=3, init_loc_fn=init, init_scale=0.05),
+    "normal": _gaussian(AutoDiagonalNormal),
+    "multivariate_normal": _gaussian(AutoMultivariateNormal),
+    "flow": _flow,
 }
 
 
@@ -28,10 +76,20 @@ class VIMethod(InferenceMethod):
     settings = ("guide", "steps", "lr", "num_samples", "seed", "progress")
 
     def _run(self, analysis, **s):
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(analysis.dtype)  # Pyro's autoguides create some tensors in the default dtype
+        try:
+            return self._fit(analysis, **s)
+        finally:
+            torch.set_default_dtype(previous)
+
+    def _fit(self, analysis, **s):
         pyro.clear_param_store()
-        start = analysis.find_map(seed=s["seed"])
+        u0, cov = analysis.laplace(seed=s["seed"])
+        start, _ = analysis.constrain(u0)
         pyro.set_rng_seed(s["seed"])
-        guide = GUIDES[s["guide"]](analysis.model, init_to_value(values={k: v.detach() for k, v in start.items()}))
+        init = init_to_value(values={k: v.detach() for k, v in start.items()})
+        guide = GUIDES[s["guide"]](analysis.model, init, u0, cov)
         optim = ClippedAdam({"lr": s["lr"], "lrd": 0.02 ** (1.0 / s["steps"]), "clip_norm": 10.0})
         elbo = Trace_ELBO(num_particles=8, vectorize_particles=True, max_plate_nesting=0)
         svi = SVI(analysis.model, guide, optim, elbo)
