@@ -25,7 +25,7 @@ def spec_path(folder: Path, fname: str, where: str) -> Path:
     if not path.is_relative_to(folder.resolve()):
         raise ConfigError(f"{where}: file '{fname}' points outside the likelihood folder {folder}")
     if not path.is_file():
-        raise DataError(f"{where}: file not found: {path}")
+        raise ConfigError(f"{where}: file not found: {path}")
     return path
 
 
