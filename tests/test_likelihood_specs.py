@@ -111,3 +111,24 @@ def test_analysis_with_real_likelihoods_shares_a_planck():
             "Tcal": torch.ones(3, dtype=torch.float64), "Ecal": torch.ones(3, dtype=torch.float64)}
     lj = an.log_joint(vals)
     assert lj.shape == (3,) and torch.isfinite(lj).all()
+
+
+def test_tophat_fast_path_equals_the_dense_product():
+    """Blocks of consecutive top-hat bins (with gaps) take the grouped-sum path; it must equal M @ x."""
+    from latentinfer.likelihoods.bandpower import Block, _tophat_groups
+
+    rng = np.random.default_rng(3)
+    M = np.zeros((6, 40))
+    for i, (a, b) in enumerate([(2, 5), (5, 8), (8, 11), (15, 20), (20, 25), (30, 38)]):  # gaps at 11-14, 25-29, 38-39
+        M[i, a:b] = rng.uniform(0.1, 1.0, b - a)
+    assert _tophat_groups(M) == [(0, 2), (3, 3), (0, 4), (2, 5), (0, 5), (1, 8), (0, 2)]
+    blk = Block("X", "TT", M, 0, [])
+    assert blk.groups is not None
+    x = torch.tensor(rng.normal(size=(4, 40)), requires_grad=True)
+    out = blk(x, {})
+    torch.testing.assert_close(out, x @ torch.tensor(M).T, rtol=1e-14, atol=0)
+    (g,) = torch.autograd.grad(out.sum(), x)
+    torch.testing.assert_close(g, torch.tensor(M).sum(0).expand(4, 40), rtol=1e-14, atol=0)
+    overlapping = M.copy()
+    overlapping[1, 4] = 0.3  # ell 6 in two bins: falls back to the dense product
+    assert _tophat_groups(overlapping) is None

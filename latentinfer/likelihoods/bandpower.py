@@ -55,6 +55,16 @@ class Block(torch.nn.Module):
         self.stop = self.start + matrix.shape[1]
         self.register_buffer("matrix", torch.as_tensor(matrix, dtype=torch.float64))
         self.post = torch.nn.ModuleList(post)
+        # top-hat bins (plik's): each bin a contiguous run of multipoles, bins in order. Then the product is a
+        # weighted sum over equal-width groups of bins: O(n_ell) per theory with contiguous memory access,
+        # instead of O(n_bins n_ell) for the dense product.
+        self.groups = _tophat_groups(matrix)
+        if self.groups is not None:
+            self.sizes = [n * w if n else w for n, w in self.groups]  # a gap (n = 0) spans w multipoles
+            pieces = np.split(matrix.sum(0), np.cumsum(self.sizes)[:-1])
+            for k, ((n, w), piece) in enumerate(zip(self.groups, pieces)):
+                if n:
+                    self.register_buffer(f"weight{k}", torch.as_tensor(piece.reshape(n, w), dtype=torch.float64))
 
     @property
     def n_bins(self) -> int:
@@ -66,10 +76,43 @@ class Block(torch.nn.Module):
 
     def forward(self, spectrum: torch.Tensor, nuisance) -> torch.Tensor:
         x = spectrum[..., self.start : self.stop]
-        out = x @ self.matrix.to(x.dtype).T
+        if self.groups is not None:
+            pieces = torch.split(x, self.sizes, dim=-1)
+            sums = []
+            for k, (p, (n, w)) in enumerate(zip(pieces, self.groups)):
+                if n:  # (..., n, w) * (n, w) summed over w; its backward writes contiguous gradients
+                    sums.append((p.reshape(p.shape[:-1] + (n, w)) * getattr(self, f"weight{k}").to(x.dtype)).sum(-1))
+            out = torch.cat(sums, dim=-1)
+        else:
+            out = x @ self.matrix.to(x.dtype).T
         for tr in self.post:
             out = tr(out, nuisance)
         return out
+
+
+def _tophat_groups(M: np.ndarray) -> list[tuple[int, int]] | None:
+    """``[(n_bins, width), ...]`` covering the columns of ``M`` in order if its bins are consecutive, contiguous
+    runs of columns (a gap is a group with ``n_bins = 0``); ``None`` otherwise (windows that overlap)."""
+    nz = M != 0
+    if np.any(nz.sum(0) > 1):
+        return None
+    groups: list[list[int]] = []
+    col = 0
+    for i in range(M.shape[0]):
+        cols = np.nonzero(nz[i])[0]
+        if cols.size == 0 or cols[0] < col or cols[-1] - cols[0] + 1 != cols.size:
+            return None
+        if cols[0] > col:
+            groups.append([0, int(cols[0] - col)])
+        width = int(cols.size)
+        if groups and groups[-1][0] and groups[-1][1] == width:
+            groups[-1][0] += 1
+        else:
+            groups.append([1, width])
+        col = int(cols[-1]) + 1
+    if col < M.shape[1]:
+        groups.append([0, M.shape[1] - col])
+    return [(n, w) for n, w in groups]
 
 
 class BandpowerLikelihood(Likelihood):
