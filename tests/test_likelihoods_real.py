@@ -332,3 +332,11 @@ def test_simulate_has_the_right_mean_and_covariance(camb):
     # reproducible with a seeded generator
     again = lik.simulate(th, nuis, generator=torch.Generator().manual_seed(7))
     torch.testing.assert_close(again, x, rtol=0, atol=0)
+
+
+def test_second_derivatives_for_hessian_users(camb):
+    """emcee's start uses a Hessian: gradgradcheck through the top-hat binning (low-ell TT, ell 2..29) and A_planck."""
+    lik = li.load_likelihood("planck2018-lowl-tt")
+    tt = torch.tensor(camb["TT"][:28], requires_grad=True)  # exactly ell 2..29
+    a = torch.tensor(1.001, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda t, A: lik.log_prob({"TT": t}, {"A_planck": A}), (tt, a), eps=1e-6, atol=1e-6, rtol=1e-5)
