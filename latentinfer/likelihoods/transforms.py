@@ -109,9 +109,7 @@ class Scale(Transform):
 
 def gradient_matrix(n: int) -> sp.csr_matrix:
     """The ``(n, n)`` matrix of ``np.gradient`` with unit spacing (central inside, one-sided at the ends)."""
-    G = sp.lil_matrix((n, n))
-    for i in range(1, n - 1):
-        G[i, i - 1], G[i, i + 1] = -0.5, 0.5
+    G = sp.diags([-0.5 * np.ones(n - 1), 0.5 * np.ones(n - 1)], [-1, 1], shape=(n, n), format="lil")
     G[0, 0], G[0, 1] = -1.0, 1.0
     G[n - 1, n - 2], G[n - 1, n - 1] = -1.0, 1.0
     return G.tocsr()
