@@ -158,7 +158,9 @@ class Likelihood(torch.nn.Module):
             raise LatentInferError(
                 f"likelihood '{self.name}': the forward model gives {mean.shape[-1]} values but the data has {self.n_data}"
             )
-        return dist.MultivariateNormal(mean, scale_tril=self.scale_tril.to(mean.dtype))
+        # the covariance was checked once at construction; validating it again per call would expand the
+        # (n, n) Cholesky factor to the batch shape (gigabytes for a batch of 10^4 theories)
+        return dist.MultivariateNormal(mean, scale_tril=self.scale_tril.to(mean.dtype), validate_args=False)
 
     def log_prob(self, theory, nuisance, data: torch.Tensor | None = None) -> torch.Tensor:
         """Normalised log-likelihood ``(...)`` of ``data`` (default: the observed data)."""
@@ -168,10 +170,11 @@ class Likelihood(torch.nn.Module):
     def chi2(self, theory, nuisance, data: torch.Tensor | None = None) -> torch.Tensor:
         """``r^T C^-1 r`` with ``r = data - predict``; shape ``(...)``."""
         d = self.data if data is None else data
-        r = (d - self.predict(theory, nuisance)).unsqueeze(-1)
+        r = d - self.predict(theory, nuisance)
         L = self.scale_tril.to(r.dtype)
-        w = torch.linalg.solve_triangular(L.expand(r.shape[:-2] + L.shape), r, upper=False)
-        return (w**2).sum((-2, -1))
+        # one triangular solve with the batch as columns: (n, n) \ (n, B), no copies of L per batch member
+        w = torch.linalg.solve_triangular(L, r.reshape(-1, r.shape[-1]).T, upper=False)
+        return (w**2).sum(0).reshape(r.shape[:-1])
 
     def log_normalisation(self) -> float:
         """``-0.5 log det(2 pi C)``: the constant that separates :meth:`log_prob` from ``-chi2 / 2``."""
