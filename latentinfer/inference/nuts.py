@@ -32,7 +32,8 @@ def _checkpoint_seconds() -> float:
 
 def run_chain(task) -> dict:
     """One NUTS chain: ``task = (analysis, chain, seed, settings[, state_path])``; returns the constrained
-    draws ``{name: (draws,)}`` plus ``__diverging`` and ``__step_size``. Top level so that workers unpickle it."""
+    draws ``{name: (draws,)}`` plus ``__diverging``, ``__step_size`` and ``resumed_at`` (the draw from which an
+    interrupted chain was continued, -1 if none). Top level so that workers unpickle it."""
     analysis, chain, seed, s = task[:4]
     state_path = Path(task[4]) if len(task) > 4 and task[4] else None
     threads = torch.get_num_threads()
@@ -65,7 +66,8 @@ def _drive(analysis, chain, seed, s, state_path) -> dict:
         kernel.initial_params = {k.split("/", 1)[1]: torch.as_tensor(v, dtype=analysis.dtype) for k, v in state["arrays"].items() if k.startswith("param/")}
         kernel.setup(warmup)
         params, draws = restore_kernel(kernel, state, analysis.dtype)
-        bar.update(warmup + state["info"]["n_draws"])
+        resumed_at = int(state["info"]["n_draws"])
+        bar.update(warmup + resumed_at)
     else:
         kernel.setup(warmup)
         params = kernel.initial_params
@@ -73,6 +75,7 @@ def _drive(analysis, chain, seed, s, state_path) -> dict:
             params = kernel.sample(params)
             bar.update()
         draws = {}
+        resumed_at = -1
         if state_path is not None:
             save_chain_state(state_path, kernel, params, draws, meta)
     names = list(params)
@@ -94,6 +97,7 @@ def _drive(analysis, chain, seed, s, state_path) -> dict:
     out = {name: np.stack(draws[name]) for name in names}
     out["__diverging"] = np.stack(draws["__diverging"]).astype(bool)
     out["__step_size"] = np.full(n_draws, float(kernel.step_size))
+    out["resumed_at"] = resumed_at  # draw index where an interrupted chain was continued, -1 if it was not
     kernel.cleanup()
     return out
 
@@ -122,4 +126,6 @@ class NUTSMethod(InferenceMethod):
             "diverging": np.stack([r["__diverging"] for r in results]),
             "step_size": np.stack([r["__step_size"] for r in results]),
         }
-        return build_posterior(analysis, samples, method=self.name, settings=s, sample_stats=stats)
+        resumed = [int(r.get("resumed_at", -1)) for r in results]
+        extra = {"resumed_at": resumed} if any(r >= 0 for r in resumed) else None
+        return build_posterior(analysis, samples, method=self.name, settings=s, sample_stats=stats, extra_attrs=extra)
