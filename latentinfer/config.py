@@ -149,6 +149,9 @@ def validate_config(raw: Any, source: str = "config") -> dict:
 
     if cfg["cluster"] is not None:
         check_keys(cfg["cluster"], {"address", "slurm"}, f"{source}: cluster")
+        from .execution import backend_from
+
+        backend_from({"cluster": cfg["cluster"]})  # address and slurm block checked at load
     return cfg
 
 

@@ -188,14 +188,14 @@ def _run_dask(fn, tasks, todo, keys, target, finish) -> None:
     except ImportError:  # pragma: no cover - distributed is a dependency
         raise LatentInferError("the dask backend needs the 'distributed' package") from None
     try:
-        client = Client(target, timeout="30s", set_as_default=False)
+        client = Client(target, set_as_default=False)  # waits distributed.comm.timeouts.connect (30 s)
     except (OSError, TimeoutError) as exc:
         raise LatentInferError(f"cannot connect to the Dask scheduler at {target}: {exc}") from None
     run = uuid.uuid4().hex[:8]
     with client:
         futures = {client.submit(fn, tasks[i], key=f"latentinfer-{run}-{keys[i]}", pure=False): i for i in todo}
         try:
-            for fut in dask_completed(list(futures)):
+            for fut in dask_completed(list(futures), loop=client.loop):
                 finish(futures[fut], fut.result())
         except BaseException:
             client.cancel(list(futures))
