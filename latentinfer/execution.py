@@ -270,30 +270,38 @@ class slurm_cluster:
 
     ``jobs`` (default 1) is how many SLURM jobs to start; every other key is passed to ``SLURMCluster``
     (``cores``, ``memory``, ``processes``, ``walltime``, ``queue``, ``account``, ``job_extra_directives``,
-    ``python``, ...). Yields the cluster, to be given to ``distributed.Client``. Needs ``dask-jobqueue``
-    (``pip install dask-jobqueue``), which is imported only here.
+    ``job_script_prologue``, ``python``, ``scheduler_options``, ...). Yields the cluster, to be given to
+    ``distributed.Client``. Needs ``dask-jobqueue`` (``pip install dask-jobqueue``), imported only here, and
+    ``sbatch`` on the path (run from a login node). ``scale=False`` builds the cluster without submitting jobs
+    (to inspect ``cluster.job_script()``).
     """
 
-    def __init__(self, options: Mapping[str, Any]):
+    def __init__(self, options: Mapping[str, Any], scale: bool = True):
         self.options = dict(options)
+        self.scale = scale
         self.cluster = None
 
     def __enter__(self):
+        import shutil
+
         try:
             from dask_jobqueue import SLURMCluster
         except ImportError:
             raise LatentInferError("cluster: slurm needs the 'dask-jobqueue' package (pip install dask-jobqueue)") from None
-        opts = {k: v for k, v in self.options.items() if k not in _SLURM_OWN}
+        opts = {str(k): v for k, v in self.options.items() if k not in _SLURM_OWN}
         jobs = self.options.get("jobs", 1)
         if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
             raise ConfigError(f"cluster: slurm: key 'jobs' must be an integer >= 1, got {jobs!r}")
+        if self.scale and shutil.which("sbatch") is None:
+            raise LatentInferError("cluster: slurm: 'sbatch' not found; run from a SLURM login node, or give cluster: {address: ...}")
         opts.setdefault("cores", 1)
         opts.setdefault("memory", "4GB")
         try:
             self.cluster = SLURMCluster(**opts)
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"cluster: slurm: {exc}") from None
-        self.cluster.scale(jobs=jobs)
+            raise ConfigError(f"cluster: slurm: {' '.join(str(exc).split())}") from None
+        if self.scale:
+            self.cluster.scale(jobs=jobs)
         return self.cluster
 
     def __exit__(self, *exc):

@@ -34,14 +34,18 @@ def STUDY(cfg_path: Path, out: Path, scheduler: str) -> list[str]:
     return [PYTHON, "-m", "latentinfer", "run", str(cfg_path), "--out", str(out), "--scheduler", scheduler, "--no-progress"]
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
+def _stop(*procs: subprocess.Popen) -> None:
+    """SIGTERM all, then SIGKILL whatever still runs after 5 s."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.monotonic() + 5
+    for p in procs:
         try:
-            proc.wait(timeout=5)
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+            p.kill()
+            p.wait(timeout=5)
 
 
 @pytest.fixture
@@ -81,8 +85,7 @@ def cluster(tmp_path):
     finally:
         if client is not None:
             client.close()
-        for p in reversed(procs):
-            _stop(p)
+        _stop(*reversed(procs))
 
 
 def test_study_survives_a_killed_worker_with_identical_results(cluster, tmp_path):
