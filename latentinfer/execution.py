@@ -183,7 +183,9 @@ def _run_dask(fn, tasks, todo, keys, target, finish) -> None:
     result to ``finish`` as it arrives. Workers that die take their tasks with them; the scheduler resubmits
     those to the remaining workers (up to ``distributed.scheduler.allowed-failures`` times per task)."""
     try:
-        from distributed import Client
+        from concurrent.futures import CancelledError
+
+        from distributed import Client, KilledWorker
         from distributed import as_completed as dask_completed
     except ImportError:  # pragma: no cover - distributed is a dependency
         raise LatentInferError("the dask backend needs the 'distributed' package") from None
@@ -196,7 +198,14 @@ def _run_dask(fn, tasks, todo, keys, target, finish) -> None:
         futures = {client.submit(fn, tasks[i], key=f"latentinfer-{run}-{keys[i]}", pure=False): i for i in todo}
         try:
             for fut in dask_completed(list(futures), loop=client.loop):
-                finish(futures[fut], fut.result())
+                try:
+                    res = fut.result()
+                except (KilledWorker, CancelledError) as exc:
+                    raise LatentInferError(
+                        f"task '{keys[futures[fut]]}' was lost on the Dask cluster ({type(exc).__name__}: "
+                        f"{' '.join(str(exc).split())[:200]}); finished tasks are checkpointed: run the same command to resume"
+                    ) from None
+                finish(futures[fut], res)
         except BaseException:
             client.cancel(list(futures))
             raise
