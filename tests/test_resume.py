@@ -191,3 +191,44 @@ def test_coverage_killed_and_restarted_gives_same_study(tmp_path):
     cfg_path = write_config(tmp_path / "run.yaml", problem, chains=1, warmup=50, draws=100)
     cmd = [PYTHON, "-m", "latentinfer", "coverage", str(cfg_path), "--n", "12", "--seed", "2"]
     _kill_and_resume(cmd, tmp_path / "cov", "*.npz", tmp_path)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_jit_chain_interrupted_mid_sampling_resumes_bit_for_bit(tmp_path, monkeypatch):
+    """In process, with Pyro's JIT (the default; the subprocess tests run without): stop a chain once it has
+    checkpointed >= 30 draws, continue it, compare with an uninterrupted chain."""
+    from latentinfer.config import INFERENCE_DEFAULTS
+    from latentinfer.inference.nuts import run_chain
+    from latentinfer.runner import build_analysis
+
+    problem = make_linear_problem(tmp_path)
+    analysis = build_analysis(load_config(write_config(tmp_path / "c.yaml", problem)))
+    s = {k: v[0] for k, v in INFERENCE_DEFAULTS.items()}
+    s.update(warmup=40, draws=100, jit=True, progress=False)
+    reference = run_chain((analysis, 0, 99, s))
+
+    monkeypatch.setenv("LATENTINFER_CHECKPOINT_SECONDS", "0.02")
+    state_path = tmp_path / "chain.state.npz"
+
+    def stop_when_saved(*_):
+        state = load_chain_state(state_path)
+        if state is not None and state["info"]["n_draws"] >= 30:
+            raise _Stop
+
+    old = signal.signal(signal.SIGALRM, stop_when_saved)
+    signal.setitimer(signal.ITIMER_REAL, 0.02, 0.02)
+    try:
+        with pytest.raises(_Stop):
+            run_chain((analysis, 0, 99, s, state_path))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    saved = load_chain_state(state_path)["info"]["n_draws"]
+    assert 30 <= saved < s["draws"]
+    resumed = run_chain((analysis, 0, 99, s, state_path))
+    assert resumed["resumed_at"] >= saved
+    for key in ("z0", "z1", "__diverging", "__step_size"):
+        np.testing.assert_array_equal(resumed[key], reference[key], err_msg=key)
