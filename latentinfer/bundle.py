@@ -23,10 +23,11 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from .errors import BundleError
+from .errors import BundleError, LatentInferError
 from .forward import ForwardModel
 from .io import atomic_write_text, sha256_file
 from .paths import available, resolve
+from .priors import check_spec
 
 __all__ = ["load_model", "save_bundle", "register_architecture", "list_models", "read_card", "bundle_file", "FORMAT"]
 
@@ -46,9 +47,12 @@ def register_architecture(kind: str):
 
 def bundle_file(folder: Path, rel: str, key: str) -> Path:
     """``folder / rel``, refusing anything that resolves outside the bundle folder."""
-    if not isinstance(rel, str) or not rel:
+    if not isinstance(rel, str) or not rel or "\0" in rel:
         raise BundleError(f"{folder / 'card.json'}: key '{key}' must be a file name")
-    p = (folder / rel).resolve()
+    try:
+        p = (folder / rel).resolve()  # follows symlinks: a link inside the bundle to a file outside is refused
+    except (OSError, RuntimeError) as exc:
+        raise BundleError(f"{folder / 'card.json'}: key '{key}' is not a usable path ({_one_line(exc)})") from None
     if not p.is_relative_to(folder.resolve()):
         raise BundleError(f"{folder / 'card.json'}: key '{key}' points outside the bundle ({rel})")
     return p
@@ -60,16 +64,46 @@ def read_card(folder: Path) -> dict:
         raise BundleError(f"model bundle {folder} has no card.json")
     try:
         card = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{path}: not valid JSON ({exc})") from None
+    except (ValueError, RecursionError, OSError) as exc:  # bad JSON or UTF-8, absurd nesting or numbers
+        raise BundleError(f"{path}: not valid JSON ({_one_line(exc)})") from None
     if not isinstance(card, dict):
         raise BundleError(f"{path}: a card must be a JSON object")
     for key in ("format", "architecture", "latent_names", "weights", "sha256"):
         if key not in card:
             raise BundleError(f"{path}: missing key '{key}'")
     if card["format"] != FORMAT:
-        raise BundleError(f"{path}: unsupported format {card['format']!r} (expected {FORMAT})")
+        raise BundleError(f"{path}: unsupported format {_short(card['format'])} (expected {FORMAT})")
+    if not isinstance(card["architecture"], dict) or not isinstance(card["architecture"].get("type"), str):
+        raise BundleError(f"{path}: key 'architecture' must be an object with a string 'type'")
+    names = card["latent_names"]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
+        raise BundleError(f"{path}: key 'latent_names' must be a list of distinct non-empty names, got {_short(names)}")
+    if not isinstance(card["weights"], str):
+        raise BundleError(f"{path}: key 'weights' must be a file name, got {_short(card['weights'])}")
+    sha = card["sha256"]
+    if not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        raise BundleError(f"{path}: key 'sha256' must be 64 lower-case hex digits, got {_short(sha)}")
+    for key in ("priors", "units"):
+        if card.get(key) is not None and not isinstance(card[key], dict):
+            raise BundleError(f"{path}: key '{key}' must be an object, got {_short(card[key])}")
+    for name, spec in (card.get("priors") or {}).items():
+        if name not in names:
+            raise BundleError(f"{path}: key 'priors' names '{name}', which is not among latent_names")
+        try:
+            check_spec(spec, name)
+        except LatentInferError as exc:
+            raise BundleError(f"{path}: {exc}") from None
     return card
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _short(x) -> str:
+    text = " ".join(repr(x).split())
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def load_model(name_or_path: str | os.PathLike) -> ForwardModel:
@@ -80,7 +114,11 @@ def load_model(name_or_path: str | os.PathLike) -> ForwardModel:
     weights = bundle_file(folder, card["weights"], "weights")
     if weights.suffix != ".safetensors":
         raise BundleError(f"{folder / 'card.json'}: weights must be a .safetensors file, got {weights.name}")
-    if not weights.is_file():
+    try:
+        present = weights.is_file()
+    except OSError:
+        present = False
+    if not present:
         raise BundleError(f"model bundle {folder}: weights file {weights.name} not found")
     digest = sha256_file(weights)
     if digest != card["sha256"]:
@@ -88,11 +126,11 @@ def load_model(name_or_path: str | os.PathLike) -> ForwardModel:
     try:
         state = load_file(str(weights))
     except Exception as exc:  # safetensors raises its own error types
-        raise BundleError(f"{weights}: cannot read safetensors ({exc})") from None
+        raise BundleError(f"{weights}: cannot read safetensors ({_one_line(exc)})") from None
     arch = card["architecture"]
     kind = arch.get("type") if isinstance(arch, Mapping) else None
     if kind not in _ARCH:
-        raise BundleError(f"{folder / 'card.json'}: unknown architecture type {kind!r} (known: {', '.join(sorted(_ARCH))})")
+        raise BundleError(f"{folder / 'card.json'}: unknown architecture type {_short(kind)} (known: {', '.join(sorted(_ARCH))})")
     model = _ARCH[kind](card, state, {"folder": folder})
     model.meta.setdefault("card", card)
     model.meta.setdefault("bundle", str(folder))
@@ -151,8 +189,8 @@ def _build_mlp(card, state, info) -> ForwardModel:
     try:
         module = MLP(len(card["latent_names"]), list(arch.get("hidden", [])), arch["outputs"], arch.get("activation", "tanh"))
         module.load_state_dict(state)
-    except (KeyError, RuntimeError, TypeError) as exc:
-        raise BundleError(f"{info['folder'] / 'card.json'}: weights do not fit the architecture ({exc})") from None
+    except (KeyError, RuntimeError, TypeError, ValueError, OverflowError, AttributeError) as exc:
+        raise BundleError(f"{info['folder'] / 'card.json'}: weights do not fit the architecture ({_one_line(exc)})") from None
     return ForwardModel(module, card["latent_names"], default_priors=card.get("priors"), meta={"units": card.get("units", {})})
 
 

@@ -17,6 +17,7 @@ The shape::
 from __future__ import annotations
 
 import copy
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -87,7 +88,12 @@ def require(d: Mapping, key: str, typ: type | tuple[type, ...], where: str, defa
     val = d[key]
     types = typ if isinstance(typ, tuple) else (typ,)
     if float in types and isinstance(val, int) and not isinstance(val, bool):
-        val = float(val)
+        try:
+            val = float(val)
+        except OverflowError:
+            raise ConfigError(f"{where}: key '{key}' is too large for a number, got an integer of {len(str(val))} digits") from None
+    if isinstance(val, float) and float in types and not math.isfinite(val):
+        raise ConfigError(f"{where}: key '{key}' must be a finite number, got {val!r}")
     if isinstance(val, bool) and bool not in types:
         raise ConfigError(f"{where}: key '{key}' must be {_type_name(typ)}, got {val!r}")
     if not isinstance(val, types):
@@ -149,20 +155,28 @@ def validate_config(raw: Any, source: str = "config") -> dict:
 
     if cfg["cluster"] is not None:
         check_keys(cfg["cluster"], {"address", "slurm"}, f"{source}: cluster")
+        from .execution import backend_from
+
+        backend_from({"cluster": cfg["cluster"]})  # address and slurm block checked at load
     return cfg
 
 
 def load_config(path: str | os.PathLike) -> dict:
     """Read and validate a YAML run config."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file not found: {p}")
     try:
-        raw = yaml.safe_load(p.read_text())
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        text = p.read_text()
+    except (OSError, ValueError) as exc:  # unreadable, a name too long, a NUL byte, not UTF-8
+        what = "not a text file" if isinstance(exc, UnicodeDecodeError) else f"cannot read ({type(exc).__name__}: {exc})"
+        raise ConfigError(f"{str(p)[:200]!r}: {what}") from None
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{p}: not a text file") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: YAML nested too deeply") from None
     return validate_config(raw, source=str(p))
 
 

@@ -57,7 +57,13 @@ def check_spec(spec: PriorSpec, name: str) -> PriorSpec:
 
 
 def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    """A finite int or float (not a bool; not an int too large for a float)."""
+    if not isinstance(x, (int, float)) or isinstance(x, bool):
+        return False
+    try:
+        return math.isfinite(float(x))
+    except OverflowError:
+        return False
 
 
 def is_fixed(spec: PriorSpec) -> bool:

@@ -2,12 +2,20 @@
 
 A run folder holds ``posterior.nc`` (arviz InferenceData), ``summary.json`` (per-parameter statistics, method,
 settings, seed, wall time, versions, config) and ``config.yaml`` (the resolved config). Every file is written
-under a temporary name and renamed, so a folder never holds a half-written output.
+under a temporary name and renamed, so a folder never holds a half-written output; ``summary.json`` is written
+last, so a run is complete exactly when it exists.
+
+While a run is going, ``OUT/.checkpoints/<config fingerprint>/`` holds finished chains and mid-chain states:
+the same command started again after a crash, SIGKILL or Ctrl-C continues from there (a changed config has
+another fingerprint and starts afresh). The folder is removed once the run folder is written.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,7 +25,10 @@ from .analysis import Analysis
 from .config import dump_yaml
 from .io import atomic_write_text, versions, write_json
 
-__all__ = ["build_analysis", "run_config", "write_run"]
+__all__ = ["build_analysis", "run_config", "write_run", "checkpoint_dir", "config_fingerprint"]
+
+#: Config keys that do not change the numbers of a run (left out of its fingerprint).
+_NOT_NUMBERS = ("cluster", "report", "name")
 
 
 def build_analysis(cfg: Mapping[str, Any]) -> Analysis:
@@ -36,9 +47,31 @@ def build_analysis(cfg: Mapping[str, Any]) -> Analysis:
     return Analysis(model, liks, prior=cfg.get("prior", "standard_normal"), priors=cfg.get("priors"), emulator_error=cfg.get("emulator_error", False))
 
 
-def run_config(cfg: Mapping[str, Any], out: str | os.PathLike) -> dict[str, Any]:
-    """Run the inference a config describes and write the run folder ``out``."""
+def config_fingerprint(cfg: Mapping[str, Any]) -> str:
+    """Short hash of the parts of a resolved config that shape the numbers (not ``cluster``, ``progress``)."""
+    plain = {k: v for k, v in cfg.items() if k not in _NOT_NUMBERS}
+    plain["inference"] = {k: v for k, v in dict(cfg.get("inference", {})).items() if k != "progress"}
+    return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def checkpoint_dir(cfg: Mapping[str, Any], out: str | os.PathLike) -> Path:
+    """Where a run of ``cfg`` into ``out`` keeps its checkpoints."""
+    return Path(out) / ".checkpoints" / config_fingerprint(cfg)
+
+
+def run_config(cfg: Mapping[str, Any], out: str | os.PathLike, *, scheduler: str | None = None) -> dict[str, Any]:
+    """Run the inference a config describes and write the run folder ``out``.
+
+    Independent tasks (NUTS chains) go to the backend chosen by :func:`~latentinfer.execution.backend_from`:
+    ``scheduler`` (``tcp://HOST:PORT``) if given, else the config's ``cluster:`` block, else local processes.
+    Finished work is checkpointed under ``out/.checkpoints/`` and picked up when the same run is started again.
+    """
+    from .execution import backend_from
+
     t0 = time.perf_counter()
+    out = Path(out)
+    execution = backend_from(cfg, scheduler=scheduler)
+    _remove_stale_temporaries(out)
     analysis = build_analysis(cfg)
     inf = dict(cfg["inference"])
     method = inf.pop("method")
@@ -46,9 +79,11 @@ def run_config(cfg: Mapping[str, Any], out: str | os.PathLike) -> dict[str, Any]
 
     meth = get_method(method)
     settings = {k: v for k, v in inf.items() if k in meth.settings}
-    post = meth.run(analysis, **settings)
-    post.attrs["config"] = __import__("json").dumps(dict(cfg))
+    ckpt = checkpoint_dir(cfg, out)
+    post = meth.run(analysis, execution={**execution, "checkpoint_dir": ckpt}, **settings)
+    post.attrs["config"] = json.dumps(dict(cfg))
     summary = write_run(post, cfg, out, wall=time.perf_counter() - t0)
+    shutil.rmtree(out / ".checkpoints", ignore_errors=True)
     return {"out": str(out), "method": method, "wall_seconds": summary["wall_seconds"], "posterior": post, "summary": summary}
 
 
@@ -56,6 +91,8 @@ def write_run(post, cfg: Mapping[str, Any], out: str | os.PathLike, wall: float,
     """Write ``posterior.nc``, ``summary.json`` and ``config.yaml`` into ``out``; returns the summary."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").unlink(missing_ok=True)  # an older run's marker of completion goes first
+    atomic_write_text(out / "config.yaml", dump_yaml(cfg))
     post.to_netcdf(out / "posterior.nc")
     summary = {
         "parameters": post.summary(),
@@ -69,6 +106,12 @@ def write_run(post, cfg: Mapping[str, Any], out: str | os.PathLike, wall: float,
         "config": dict(cfg),
         **(extra or {}),
     }
-    write_json(out / "summary.json", summary)
-    atomic_write_text(out / "config.yaml", dump_yaml(cfg))
+    write_json(out / "summary.json", summary)  # last: marks the run folder complete
     return summary
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Delete ``.NAME.XXXX.tmp`` files left in ``out`` by a process killed while writing."""
+    if out.is_dir():
+        for tmp in out.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)

@@ -1,6 +1,13 @@
-"""``latentinfer run CONFIG.yaml --out DIR``: one inference run from a config."""
+"""``latentinfer run CONFIG.yaml --out DIR [--scheduler tcp://HOST:PORT]``: one inference run from a config.
+
+Chains are independent tasks: local processes by default, a Dask cluster with ``--scheduler`` or the config's
+``cluster:`` block. Interrupted runs (Ctrl-C, SIGKILL, a lost node) continue from their checkpoints when the
+same command is started again.
+"""
 
 from __future__ import annotations
+
+from ..execution import add_backend_arguments
 
 
 def register(sub) -> None:
@@ -9,6 +16,7 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--seed", type=int, default=None, help="override inference.seed")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_backend_arguments(p)
     p.set_defaults(func=_run)
 
 
@@ -21,6 +29,6 @@ def _run(args) -> int:
         cfg["inference"]["seed"] = args.seed
     if args.no_progress:
         cfg["inference"]["progress"] = False
-    result = run_config(cfg, args.out)
+    result = run_config(cfg, args.out, scheduler=args.scheduler)
     print(f"wrote {result['out']} ({result['method']}, {result['wall_seconds']:.1f} s)")
     return 0

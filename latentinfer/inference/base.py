@@ -33,13 +33,20 @@ class InferenceMethod:
     name: ClassVar[str] = ""
     settings: ClassVar[tuple[str, ...]] = ()
 
-    def run(self, analysis, **settings) -> Posterior:
+    #: Backend keyword arguments of :func:`latentinfer.execution.map_tasks` (``backend``, ``scheduler``,
+    #: ``cluster``, ``checkpoint_dir``) for methods that map independent tasks (chains) onto workers.
+    execution: Mapping[str, Any] | None = None
+
+    def run(self, analysis, *, execution: Mapping[str, Any] | None = None, **settings) -> Posterior:
+        """Run the method with ``settings`` (defaults from the config's inference block); ``execution`` says
+        where independent tasks go and where they are checkpointed (see :func:`~latentinfer.execution.backend_from`)."""
         from ..config import INFERENCE_DEFAULTS
 
         unknown = set(settings) - set(self.settings) - {"method"}
         if unknown:
             raise ConfigError(f"inference method '{self.name}': unknown settings {sorted(unknown)} (allowed: {', '.join(self.settings)})")
         full = {k: settings.get(k, INFERENCE_DEFAULTS[k][0]) for k in self.settings}
+        self.execution = dict(execution or {})
         t0 = time.perf_counter()
         post = self._run(analysis, **full)
         post.attrs["wall_seconds"] = time.perf_counter() - t0

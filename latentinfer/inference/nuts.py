@@ -1,50 +1,109 @@
-"""The No-U-Turn sampler (Pyro), chains run as independent tasks in parallel processes."""
+"""The No-U-Turn sampler (Pyro), chains run as independent tasks on the execution backend.
+
+Each chain is driven step by step through Pyro's kernel interface (``setup`` / ``sample``), the same loop as
+``pyro.infer.MCMC``. When the run has a checkpoint folder, a chain saves its state (position, adapted step size
+and mass matrix, draws so far, RNG states; see :mod:`.chain_state`) after warmup and then every
+``$LATENTINFER_CHECKPOINT_SECONDS`` (default 30 s) of sampling; a restarted run continues from there and ends
+with the same numbers as an uninterrupted one. Finished chains are checkpointed whole by
+:func:`~latentinfer.execution.map_tasks`.
+"""
 
 from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
 
 import numpy as np
 import pyro
 import torch
-from pyro.infer import MCMC, NUTS
+from pyro.infer import NUTS
 
 from ..execution import default_workers, map_tasks
 from .base import InferenceMethod, build_posterior, chain_seeds, register_method
+from .chain_state import load_chain_state, restore_kernel, save_chain_state
 
-__all__ = ["NUTSMethod"]
+__all__ = ["NUTSMethod", "run_chain"]
 
 
-def _run_chain(task) -> dict:
-    """One NUTS chain; top level so that worker processes can unpickle it."""
-    analysis, chain, seed, s = task
+def _checkpoint_seconds() -> float:
+    return float(os.environ.get("LATENTINFER_CHECKPOINT_SECONDS", "30"))
+
+
+def run_chain(task) -> dict:
+    """One NUTS chain: ``task = (analysis, chain, seed, settings[, state_path])``; returns the constrained
+    draws ``{name: (draws,)}`` plus ``__diverging``, ``__step_size`` and ``resumed_at`` (the draw from which an
+    interrupted chain was continued, -1 if none). Top level so that workers unpickle it."""
+    analysis, chain, seed, s = task[:4]
+    state_path = Path(task[4]) if len(task) > 4 and task[4] else None
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # same arithmetic in-process and in workers: same numbers
     try:
-        pyro.set_rng_seed(seed)
-        kernel = NUTS(
-            analysis.model,
-            jit_compile=s["jit"],
-            ignore_jit_warnings=True,
-            target_accept_prob=s["target_accept"],
-            max_tree_depth=s["max_tree_depth"],
-        )
-        mcmc = MCMC(
-            kernel,
-            num_samples=s["draws"],
-            warmup_steps=s["warmup"],
-            num_chains=1,
-            disable_progbar=not s["progress"],
-            mp_context=None,
-        )
-        mcmc.run()
-        draws = {k: v.detach().numpy() for k, v in mcmc.get_samples().items()}
-        diverging = np.zeros(s["draws"], dtype=bool)
-        for idx in mcmc.diagnostics().get("divergences", {}).get("chain 0", []):
-            diverging[int(idx)] = True
-        draws["__diverging"] = diverging
-        draws["__step_size"] = np.full(s["draws"], float(kernel.step_size))
-        return draws
+        with pyro.validation_enabled(False):  # as pyro.infer.MCMC does
+            return _drive(analysis, chain, seed, s, state_path)
     finally:
         torch.set_num_threads(threads)
+
+
+def _drive(analysis, chain, seed, s, state_path) -> dict:
+    from tqdm.auto import tqdm
+
+    pyro.set_rng_seed(seed)
+    kernel = NUTS(
+        analysis.model,
+        jit_compile=s["jit"],
+        ignore_jit_warnings=True,
+        target_accept_prob=s["target_accept"],
+        max_tree_depth=s["max_tree_depth"],
+    )
+    warmup, n_draws = s["warmup"], s["draws"]
+    meta = {"seed": int(seed), "chain": int(chain), "warmup_steps": int(warmup), "num_draws": int(n_draws)}
+    state = load_chain_state(state_path) if state_path is not None else None
+    if state is not None and any(state["info"].get(k) != v for k, v in meta.items()):
+        state = None  # a state from other settings: start afresh
+    bar = tqdm(total=warmup + n_draws, desc=f"chain {chain}", disable=not s["progress"], leave=False)
+    if state is not None:
+        kernel.initial_params = {k.split("/", 1)[1]: torch.as_tensor(v, dtype=analysis.dtype) for k, v in state["arrays"].items() if k.startswith("param/")}
+        kernel.setup(warmup)
+        params, draws = restore_kernel(kernel, state, analysis.dtype)
+        resumed_at = int(state["info"]["n_draws"])
+        bar.update(warmup + resumed_at)
+    else:
+        kernel.setup(warmup)
+        params = kernel.initial_params
+        for _ in range(warmup):
+            params = kernel.sample(params)
+            bar.update()
+        draws = {}
+        resumed_at = -1
+        if state_path is not None:
+            save_chain_state(state_path, kernel, params, draws, meta)
+    names = list(params)
+    transforms = kernel.transforms or {}
+    last = time.monotonic()
+    for _ in range(len(draws.get("__diverging", [])), n_draws):
+        n_div = len(kernel._divergences)
+        params = kernel.sample(params)
+        for name in names:
+            u = params[name]
+            x = transforms[name].inv(u) if name in transforms else u
+            draws.setdefault(name, []).append(x.detach().numpy())
+        draws.setdefault("__diverging", []).append(np.asarray(len(kernel._divergences) > n_div))
+        bar.update()
+        if state_path is not None and time.monotonic() - last >= _checkpoint_seconds():
+            save_chain_state(state_path, kernel, params, draws, meta)
+            last = time.monotonic()
+    bar.close()
+    out = {name: np.stack(draws[name]) for name in names}
+    out["__diverging"] = np.stack(draws["__diverging"]).astype(bool)
+    out["__step_size"] = np.full(n_draws, float(kernel.step_size))
+    out["resumed_at"] = resumed_at  # draw index where an interrupted chain was continued, -1 if it was not
+    kernel.cleanup()
+    return out
+
+
+# old name, kept for code that imported it
+_run_chain = run_chain
 
 
 @register_method
@@ -54,13 +113,19 @@ class NUTSMethod(InferenceMethod):
 
     def _run(self, analysis, **s):
         seeds = chain_seeds(s["seed"], s["chains"])
-        tasks = [(analysis, c, seeds[c], s) for c in range(s["chains"])]
+        ex = dict(getattr(self, "execution", None) or {})
+        ckpt = ex.get("checkpoint_dir")
+        keys = [f"nuts-chain-{c:03d}" for c in range(s["chains"])]
+        states = [str(Path(ckpt) / f"{k}.state.npz") if ckpt else None for k in keys]
+        tasks = [(analysis, c, seeds[c], s, states[c]) for c in range(s["chains"])]
         workers = min(s["chains"], default_workers()) if s["parallel"] else 1
-        results = map_tasks(_run_chain, tasks, workers=workers)
+        results = map_tasks(run_chain, tasks, keys=keys, workers=workers, **ex)
         names = analysis.parameter_names
         samples = {n: np.stack([r[n] for r in results]) for n in names}
         stats = {
             "diverging": np.stack([r["__diverging"] for r in results]),
             "step_size": np.stack([r["__step_size"] for r in results]),
         }
-        return build_posterior(analysis, samples, method=self.name, settings=s, sample_stats=stats)
+        resumed = [int(r.get("resumed_at", -1)) for r in results]
+        extra = {"resumed_at": resumed} if any(r >= 0 for r in resumed) else None
+        return build_posterior(analysis, samples, method=self.name, settings=s, sample_stats=stats, extra_attrs=extra)

@@ -40,6 +40,8 @@ def read_spec(folder: Path) -> dict:
         spec = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    except (UnicodeDecodeError, RecursionError, OSError) as exc:
+        raise ConfigError(f"{path}: not a readable YAML text file ({type(exc).__name__})") from None
     if not isinstance(spec, dict):
         raise ConfigError(f"{path}: a likelihood spec must be a mapping")
     return spec
