@@ -22,7 +22,8 @@ def _heat(ax, mat, err, rows, cols, title, vmax):
         for j in range(mat.shape[1]):
             if np.isfinite(mat[i, j]):
                 light = mat[i, j] < 0.6 * vmax
-                ax.text(j, i, f"{mat[i, j]:.2f}\n±{err[i, j]:.2f}", ha="center", va="center", fontsize=5.5,
+                v = 0.0 if abs(mat[i, j]) < 5e-3 else mat[i, j]  # MC noise can dip below 0; show 0.00, not -0.00
+                ax.text(j, i, f"{v:.2f}\n±{err[i, j]:.2f}", ha="center", va="center", fontsize=5.5,
                         color="white" if light else "black")
     return im
 

@@ -150,7 +150,7 @@ def plot_traversals(
     sig = np.asarray(sigmas, dtype=float)
     cmap = plt.get_cmap("coolwarm")
     colors = cmap((sig - sig.min()) / max(np.ptp(sig), 1e-12))
-    unit = r"$\Delta D_\ell / \sigma_{\rm CV}$" if scale == "cv" else r"$\Delta D_\ell / D_\ell$"
+    unit = "ΔD_ℓ / σ_CV" if scale == "cv" else "ΔD_ℓ / D_ℓ"
     changes = []
     for i in range(d):
         trav = run_traversal(model, i, c[i] + sig * widths[i], c)
@@ -166,27 +166,27 @@ def plot_traversals(
     for i, (outs, ell, ch) in enumerate(changes):
         title = names[i] + (f" ({labels[names[i]]})" if labels and names[i] in labels else "")
         fig, axes = plt.subplots(1, len(outs), figsize=(3.6 * len(outs), 3.0), squeeze=False)
-        for ax_row in (axes[0], gax[i]):
+        for in_grid, ax_row in ((False, axes[0]), (True, gax[i])):
             for a, o in zip(ax_row, outs):
                 for s, col in zip(sig, colors):
-                    a.plot(ell, ch[o][list(sig).index(s)], color=col, lw=1.0, label=f"{s:+g}$\\sigma$")
+                    a.plot(ell, ch[o][list(sig).index(s)], color=col, lw=1.0, label=f"{s:+g}σ")
                 a.set_xscale("log")
                 a.axhline(0, color="0.6", lw=0.5)
-                a.set_title(f"{o}: {title}" if ax_row is gax[i] else o, fontsize=8)
+                a.set_title(f"{o}: {title}" if in_grid else o, fontsize=8)
                 a.tick_params(labelsize=7)
-            ax_row[0].set_ylabel(unit, fontsize=8)
+            ax_row[0].set_ylabel(f"{names[i]}\n{unit}" if in_grid else unit, fontsize=8)
         for a in axes[0]:
-            a.set_xlabel(r"$\ell$")
+            a.set_xlabel("ℓ")
         axes[0][-1].legend(fontsize=6, title=names[i], title_fontsize=7)
         fig.suptitle(f"traversal of {title}", fontsize=9)
-        fig.tight_layout()
+        fig.subplots_adjust(left=0.08, right=0.98, bottom=0.16, top=0.84, wspace=0.3)
         path = out_dir / f"traversal_{re.sub(r'[^A-Za-z0-9_.-]', '_', names[i])}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
         files.append(path)
     for a in gax[-1]:
-        a.set_xlabel(r"$\ell$")
-    grid.tight_layout()
+        a.set_xlabel("ℓ")
+    grid.subplots_adjust(left=0.07, right=0.98, bottom=0.3 / d, top=1 - 0.2 / d, wspace=0.3, hspace=0.45)
     path = out_dir / "traversals.png"
     grid.savefig(path, dpi=90)
     plt.close(grid)

@@ -93,7 +93,7 @@ def format_table(table: MITable, labels: Mapping[str, Mapping[str, Any]], check)
     head = f"{'latent':<8} " + " ".join(f"{n:>{w}}" for n in table.parameter_names) + f" {'max MI(z,z)':>11}  label"
     lines = [f"mutual information [nat], n = {table.n}", head]
     for i, lat in enumerate(table.latent_names):
-        row = " ".join(f"{v:>{w}.3f}" for v in table.latent_parameter[i])
+        row = " ".join(f"{(0.0 if abs(v) < 5e-4 else v):>{w}.3f}" for v in table.latent_parameter[i])
         zz = np.nanmax(table.latent_latent[i]) if len(table.latent_names) > 1 else float("nan")
         lines.append(f"{lat:<8} {row} {zz:>11.3f}  {labels[lat]['label']}")
     lines.append(str(check))
