@@ -352,17 +352,17 @@ def test_cli_interpret_writes_mi_json_plots_and_card(tmp_path, capsys):
     "args, message",
     [
         (["no-such-model"], "unknown model 'no-such-model'"),
-        (["BUNDLE", "--n", "10"], "--n must be >= 200"),
+        (["BUNDLE", "--n", "10"], "--n must be >= 100"),
         (["BUNDLE", "--bootstrap", "1"], "--bootstrap must be >= 2"),
         (["BUNDLE", "--threshold", "0"], "--threshold"),
         (["BUNDLE", "--data", "missing.npz"], "missing.npz not found"),
-        (["BUNDLE", "--data", "SHORT"], "need at least 200"),
+        (["BUNDLE", "--data", "SHORT"], "need at least 100"),
         (["BUNDLE", "--data", "WRONGD"], "the model has 4 latents"),
     ],
 )
 def test_cli_interpret_bad_input_exits_2(tmp_path, capsys, args, message):
     bundle = _tiny_bundle(tmp_path / "tiny")
-    np.savez(tmp_path / "short.npz", **_synthetic_sample(150))
+    np.savez(tmp_path / "short.npz", **_synthetic_sample(80))
     wrong = _synthetic_sample(300)
     wrong["z"] = wrong["z"][:, :3]
     np.savez(tmp_path / "wrong.npz", **wrong)

@@ -22,7 +22,8 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, default=None, help="worker processes for the MI pairs (default: one per core)")
     p.add_argument("--threshold", type=float, default=0.1, help="largest latent-latent MI in nats still called disentangled (default 0.1)")
     p.add_argument("--data", default=None, help="encoded sample (.npz) instead of encoding the corpus")
-    p.add_argument("--corpus", default=None, help="corpus to encode (default: the bundle's training corpus)")
+    p.add_argument("--corpus", default=None, help="corpus .npz to encode (default: the bundle's validation.npz, its held-out "
+                   "rows; a training corpus gives more rows and smaller MI errors)")
     p.add_argument("--update-card", action="store_true", help="write the labels into the bundle's card.json (latent_labels)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=_interpret)
@@ -68,6 +69,8 @@ def _interpret(args) -> int:
         seed=args.seed, workers=args.workers, threshold=args.threshold, progress=not args.no_progress,
     )
     print(result["text"])
+    if result["n"] < 1000:
+        print(f"note: MI from only {result['n']} rows (errors ~ 1/sqrt(n)); pass --corpus with a larger corpus for sharper labels")
     if args.update_card:
         print(f"wrote latent_labels into {update_card_labels(args.model, result)}")
     print(f"wrote {args.out}/mi.json and {len(result['plots'])} plots ({result['wall_seconds']:.1f} s)")

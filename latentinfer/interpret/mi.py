@@ -155,7 +155,7 @@ def select_components(X: np.ndarray, settings: MISettings, seed: int) -> tuple[i
     for k in range(1, settings.max_components + 1):
         vals = []
         for train, valid in folds:
-            if len(train) < 4 * k:  # too few rows for k full-covariance components
+            if len(train) < 10 * k:  # too few rows for k full-covariance components (6 numbers each)
                 break
             gm, ok = _fit(_mixture(k, settings, seed), X[train])
             unconverged += not ok
@@ -189,19 +189,24 @@ def mixture_mi(gm, n_samples: int, rng: np.random.Generator) -> float:
     return float(np.mean(log_joint - log_marg[0] - log_marg[1]))
 
 
-def _prepare(x, y, marginals: str) -> np.ndarray:
+def _paired(x, y) -> np.ndarray:
+    """``(n, 2)`` float64 from two equally long 1-D arrays; NaN/inf and constant columns are errors."""
     X = np.column_stack([np.asarray(x, dtype=np.float64).ravel(), np.asarray(y, dtype=np.float64).ravel()])
     if not np.all(np.isfinite(X)):
         raise DataError(f"MI input has {int((~np.isfinite(X)).any(axis=1).sum())} rows with NaN or inf")
-    sd = X.std(axis=0)
-    if np.any(sd == 0):
+    if np.any(X.std(axis=0) == 0):
         raise DataError("MI input has a constant variable (zero variance): its MI with anything is 0")
+    return X
+
+
+def _transform(X: np.ndarray, marginals: str) -> np.ndarray:
+    """Normal scores ``Phi^-1(rank / (n + 1))`` (ties share their mean rank) or standardised columns."""
     if marginals == "rank":
         from scipy.special import ndtri
         from scipy.stats import rankdata
 
         return ndtri(rankdata(X, axis=0) / (len(X) + 1))
-    return (X - X.mean(axis=0)) / sd
+    return (X - X.mean(axis=0)) / X.std(axis=0)
 
 
 def gmm_mi(x: np.ndarray, y: np.ndarray, settings: MISettings | None = None, seed: int = 0) -> MIEstimate:
@@ -227,7 +232,8 @@ def _gmm_mi(x, y, s: MISettings, seed: int) -> MIEstimate:
     n = len(np.ravel(x))
     if n < 10 * s.n_folds:
         raise DataError(f"MI input has {n} rows; need at least {10 * s.n_folds} (10 per cross-validation fold)")
-    X = _prepare(x, y, s.marginals)
+    raw = _paired(x, y)
+    X = _transform(raw, s.marginals)
     ss = np.random.SeedSequence(int(seed))
     cv_seed, fit_seed, mc_seed, boot_seed = (int(c.generate_state(1)[0]) for c in ss.spawn(4))
     k, scores, unconverged = select_components(X, s, cv_seed)
@@ -238,7 +244,8 @@ def _gmm_mi(x, y, s: MISettings, seed: int) -> MIEstimate:
     boot = np.empty(s.n_bootstrap)
     for b in range(s.n_bootstrap):
         idx = rng.integers(0, n, size=n)
-        gm, ok = _fit(_mixture(k, s, fit_seed, init=full), X[idx])
+        # the whole estimator is bootstrapped, marginal transform included (re-ranking the resampled rows)
+        gm, ok = _fit(_mixture(k, s, fit_seed, init=full), _transform(raw[idx], s.marginals))
         unconverged += not ok
         boot[b] = mixture_mi(gm, s.mc_samples, rng)
     return MIEstimate(mi=mi, err=float(np.std(boot, ddof=1)), n_components=k, n=n, bootstrap=boot, cv_loglik=scores, n_unconverged=unconverged)

@@ -106,7 +106,11 @@ def traversal_change(trav: Mapping[str, np.ndarray], ell: np.ndarray, scale: str
 
 
 def ell_grid(model, n: int) -> np.ndarray:
-    """Multipoles of an output of length ``n``: the card's ``ell`` / ``ell_min`` if present, else 2, 3, ..."""
+    """Multipoles of an output of length ``n``: the model's ``ell`` attribute, the card's ``ell`` (a list, or
+    ``{"min": ..}``) or ``ell_min``, else 2, 3, ..."""
+    own = getattr(model, "ell", None)
+    if own is not None and not callable(own) and len(own) == n:
+        return np.asarray(own, dtype=float)
     card = model.meta.get("card", {}) if hasattr(model, "meta") else {}
     ell = card.get("ell")
     if isinstance(ell, Sequence) and len(ell) == n:
