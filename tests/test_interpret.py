@@ -407,16 +407,21 @@ def test_interpret_shipped_model(tmp_path, name):
 # -- statistical study ---------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_bootstrap_error_coverage():
-    """Over 60 independent data sets (rho = 0.5, N = 1000), |estimate - truth| < 2 err in 80-99 % of them
-    (nominal 95 %; binomial sd 2.8 %, so the band is > 3 sigma wide below and covers bootstrap-std noise)."""
+    """200 independent data sets (rho = 0.5, N = 1000, 10 bootstrap refits each).
+
+    Measured here: 2-sigma intervals cover 90.5 % (nominal 95.4 %), the mean bootstrap error is 0.92 of the actual
+    scatter of the estimates, the mean bias is -0.0017 +- 0.0012 nat. Asserted: coverage in [0.85, 0.98] (binomial
+    sd 1.5 %), error/scatter in [0.8, 1.25], bias within 3 standard errors plus 1/(2N)."""
     truth = gaussian_mi(0.5)
-    hits, bias = [], []
-    for k in range(60):
+    est = []
+    for k in range(200):
         rng = np.random.default_rng(1000 + k)
         x = rng.normal(size=1000)
         y = 0.5 * x + np.sqrt(0.75) * rng.normal(size=1000)
-        est = gmm_mi(x, y, MISettings(n_bootstrap=20), seed=k)
-        hits.append(abs(est.mi - truth) < 2 * est.err)
-        bias.append(est.mi - truth)
-    assert 0.80 <= np.mean(hits) <= 0.99, np.mean(hits)
-    assert abs(np.mean(bias)) < 3 * np.std(bias) / np.sqrt(len(bias)) + 1e-3  # unbiased within MC error (+ 1/2N)
+        e = gmm_mi(x, y, MISettings(n_bootstrap=10), seed=k)
+        est.append((e.mi, e.err))
+    mi, err = np.array(est).T
+    coverage = np.mean(np.abs(mi - truth) < 2 * err)
+    assert 0.85 <= coverage <= 0.98, coverage
+    assert 0.8 < err.mean() / mi.std() < 1.25
+    assert abs(mi.mean() - truth) < 3 * mi.std() / np.sqrt(len(mi)) + 1 / 2000

@@ -29,7 +29,7 @@ Example
 >>> rng = np.random.default_rng(0)
 >>> x = rng.normal(size=2000); y = 0.8 * x + 0.6 * rng.normal(size=2000)
 >>> est = gmm_mi(x, y, MISettings(n_bootstrap=5), seed=1)
->>> abs(est.mi - gaussian_mi(0.8)) < 0.05
+>>> bool(abs(est.mi - gaussian_mi(0.8)) < 4 * est.err)
 True
 """
 

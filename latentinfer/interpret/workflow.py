@@ -122,7 +122,8 @@ def interpret(
     prep = prepare_data(data, names, n)
     s = settings or MISettings()
     table = mi_table(prep["z"], prep["theta"], names, prep["names"], settings=s, seed=seed, workers=workers, progress=progress)
-    labels = latent_labels(table)
+    rule = {"max_names": 2, "ratio": 0.5, "min_mi": 0.05, "n_sigma": 3.0}
+    labels = latent_labels(table, **rule)
     check = check_disentangled(table, threshold)
     short = {k: v["label"] for k, v in labels.items()}
     widths = prep["z"].std(axis=0)
@@ -133,6 +134,8 @@ def interpret(
         **table.to_dict(),
         "parameter_kinds": prep["kinds"],
         "labels": labels,
+        "label_rule": {**rule, "text": "parameters with MI >= min_mi nat and > n_sigma errors, the best and any with "
+                       "MI >= ratio x best, at most max_names; none: 'unexplained'"},
         "disentanglement": check.to_dict(),
         "traversal": {"center": [0.0] * len(names), "sigmas": [-2, -1, 0, 1, 2], "sigma_per_latent": widths,
                       "unit": "Delta D_ell / full-sky cosmic variance per ell"},
