@@ -358,6 +358,8 @@ def test_cli_interpret_writes_mi_json_plots_and_card(tmp_path, capsys):
         (["BUNDLE", "--data", "missing.npz"], "missing.npz not found"),
         (["BUNDLE", "--data", "SHORT"], "need at least 100"),
         (["BUNDLE", "--data", "WRONGD"], "the model has 4 latents"),
+        (["BUNDLE", "--data", "NPY"], "expected an .npz archive"),
+        (["BUNDLE", "--data", "TEXT"], "not a readable npz"),
     ],
 )
 def test_cli_interpret_bad_input_exits_2(tmp_path, capsys, args, message):
@@ -366,8 +368,10 @@ def test_cli_interpret_bad_input_exits_2(tmp_path, capsys, args, message):
     wrong = _synthetic_sample(300)
     wrong["z"] = wrong["z"][:, :3]
     np.savez(tmp_path / "wrong.npz", **wrong)
+    np.save(tmp_path / "z.npy", wrong["z"])
+    (tmp_path / "text.npz").write_text("not an archive")
     repl = {"BUNDLE": str(bundle), "SHORT": str(tmp_path / "short.npz"), "WRONGD": str(tmp_path / "wrong.npz"),
-            "missing.npz": str(tmp_path / "missing.npz")}
+            "missing.npz": str(tmp_path / "missing.npz"), "NPY": str(tmp_path / "z.npy"), "TEXT": str(tmp_path / "text.npz")}
     argv = ["interpret", *[repl.get(a, a) for a in args], "--out", str(tmp_path / "o"), "--no-progress"]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()

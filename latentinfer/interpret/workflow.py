@@ -36,7 +36,13 @@ def load_encoded(path: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise DataError(f"encoded sample {path} not found")
     try:
-        with np.load(path, allow_pickle=False) as f:
+        f = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"{path}: not a readable npz without pickled objects ({exc})") from None
+    if not isinstance(f, np.lib.npyio.NpzFile):
+        raise DataError(f"{path}: expected an .npz archive with arrays z, params, param_names; got a single array")
+    try:
+        with f:
             data = {k: f[k] for k in f.files}
     except (ValueError, OSError) as exc:
         raise DataError(f"{path}: not a readable npz without pickled objects ({exc})") from None
@@ -117,6 +123,8 @@ def interpret(
     the traversal PNGs; return the ``mi.json`` content (plus ``"text"``: the printed table)."""
     t0 = time.perf_counter()
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     names = list(model.latent_names)
     prep = prepare_data(data, names, n)
