@@ -1,0 +1,77 @@
+"""``latentinfer interpret MODEL --out DIR``: what each latent of a decoder bundle encodes.
+
+Encodes (part of) the training corpus with the bundle's encoder (``latentinfer.ive.encode_corpus``), or reads an
+encoded sample given with ``--data`` (``.npz`` with z, params, param_names[, derived, derived_names]); writes
+``DIR/mi.json`` (latent-latent and latent-parameter MI in nats with bootstrap errors, labels, disentanglement
+check, settings, versions), ``DIR/mi_heatmap.png`` and the traversal plots, and prints the table.
+``--update-card`` writes the labels into the bundle's ``card.json`` (key ``latent_labels``).
+"""
+
+from __future__ import annotations
+
+DEFAULT_N = 5000
+
+
+def register(sub) -> None:
+    p = sub.add_parser("interpret", help="mutual information of latents with each other and with physical parameters; traversal plots")
+    p.add_argument("model", help="decoder bundle: a name under models/ or a folder")
+    p.add_argument("--out", required=True, help="output folder (mi.json, mi_heatmap.png, traversal_*.png)")
+    p.add_argument("--n", type=int, default=DEFAULT_N, help=f"rows of the encoded corpus to use (default {DEFAULT_N})")
+    p.add_argument("--bootstrap", type=int, default=20, help="bootstrap refits per MI estimate, for its error (default 20)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the MI estimates (default 0)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes for the MI pairs (default: one per core)")
+    p.add_argument("--threshold", type=float, default=0.1, help="largest latent-latent MI in nats still called disentangled (default 0.1)")
+    p.add_argument("--data", default=None, help="encoded sample (.npz) instead of encoding the corpus")
+    p.add_argument("--corpus", default=None, help="corpus .npz to encode (default: the bundle's validation.npz, its held-out "
+                   "rows; a training corpus gives more rows and smaller MI errors)")
+    p.add_argument("--update-card", action="store_true", help="write the labels into the bundle's card.json (latent_labels)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=_interpret)
+
+
+def _check_int(name: str, value, low: int) -> None:
+    from ..errors import LatentInferError
+
+    if value is not None and value < low:
+        raise LatentInferError(f"--{name} must be >= {low}, got {value}")
+
+
+def _encode(args) -> dict:
+    from ..errors import LatentInferError
+
+    try:
+        from ..ive import encode_corpus
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("latentinfer.ive"):
+            raise LatentInferError("encoding a corpus needs latentinfer.ive, which is not installed; pass --data ENCODED.npz") from None
+        raise
+    return encode_corpus(args.model, corpus=args.corpus, n=args.n)
+
+
+def _interpret(args) -> int:
+    import math
+
+    from ..bundle import load_model
+    from ..errors import LatentInferError
+    from ..interpret import MISettings, interpret, load_encoded, update_card_labels
+    from ..interpret.workflow import MIN_ROWS
+
+    _check_int("n", args.n, MIN_ROWS)
+    _check_int("bootstrap", args.bootstrap, 2)
+    _check_int("seed", args.seed, 0)
+    _check_int("workers", args.workers, 1)
+    if not math.isfinite(args.threshold) or args.threshold <= 0:
+        raise LatentInferError(f"--threshold must be a positive number of nats, got {args.threshold}")
+    model = load_model(args.model)
+    data = load_encoded(args.data) if args.data else _encode(args)
+    result = interpret(
+        model, data, args.out, model_name=str(args.model), n=args.n, settings=MISettings(n_bootstrap=args.bootstrap),
+        seed=args.seed, workers=args.workers, threshold=args.threshold, progress=not args.no_progress,
+    )
+    print(result["text"])
+    if result["n"] < 1000:
+        print(f"note: MI from only {result['n']} rows (errors ~ 1/sqrt(n)); pass --corpus with a larger corpus for sharper labels")
+    if args.update_card:
+        print(f"wrote latent_labels into {update_card_labels(args.model, result)}")
+    print(f"wrote {args.out}/mi.json and {len(result['plots'])} plots ({result['wall_seconds']:.1f} s)")
+    return 0
