@@ -10,14 +10,14 @@ PIP := $(PY) -m pip
 
 setup: $(VENV)/.installed
 
-# torch is pinned through constraints.txt (a CPU build); harmonic and gmm-mi declare runtime requirements that
-# conflict with torch 2.13 (setuptools==68, jupyter, pytest, chainconsumer), so they go in with --no-deps and
-# their real needs are dependencies of latentinfer itself (pyproject.toml).
+# torch is pinned through constraints.txt (a CPU build); harmonic declares runtime requirements that
+# conflict with torch 2.13 (setuptools==68, jupyter), so it goes in with --no-deps and
+# its real needs are dependencies of latentinfer itself (pyproject.toml).
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -c constraints.txt -e '.[test]'
-	$(PIP) install -q --no-deps harmonic==1.3.1 gmm-mi==0.8.2
+	$(PIP) install -q --no-deps harmonic==1.3.1
 	touch $@
 
 test: setup

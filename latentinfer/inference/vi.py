@@ -45,6 +45,9 @@ def _flow(model, init, u0, cov, num_transforms: int = 3):
 
     def transform(dim):
         parts = [affine_autoregressive(dim, hidden_dims=[max(16, 4 * dim)] * 2).to(u0.dtype) for _ in range(num_transforms)]
+        for part in parts:  # start as the identity, i.e. exactly at the Laplace approximation
+            torch.nn.init.zeros_(part.arn.layers[-1].weight)
+            torch.nn.init.zeros_(part.arn.layers[-1].bias)
         return ComposeTransformModule(parts + [LowerCholeskyAffine(u0, L)])
 
     guide = _WhitenedFlow(model, transform)
