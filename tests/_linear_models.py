@@ -101,3 +101,77 @@ def build_runs(prob, n=4000, seed=0, model_name="linear", with_joint=True):
         mean, cov = exact_posterior(M, c, y, np.diag(sig**2), prob["prior_sd"])
         out["joint"] = {"analysis": an, "mean": mean, "cov": cov, "post": posterior_from_exact(an, mean, cov, n=n, seed=seed + 7, config={"model": model_name, "space": "latent"})}
     return out
+
+
+# -- run folders on disk: a bundled linear decoder and likelihood folders -------------------------------------
+def write_problem_files(root, prob, ell=True):
+    """A model bundle ``root/linear`` (an MLP without hidden layers: exactly linear, outputs ``yA``, ``yB``) and
+    likelihood folders ``root/likA``, ``root/likB`` (type gaussian). Returns ``(model_path, {"A": path, "B": path})``."""
+    from pathlib import Path
+
+    from latentinfer.bundle import save_bundle
+
+    root = Path(root)
+    M, c, sig, y, d = prob["M"], prob["c"], prob["sig"], prob["y"], prob["d"]
+    h = M.shape[0] // 2
+    card = {
+        "architecture": {"type": "mlp", "hidden": [], "outputs": {"yA": h, "yB": M.shape[0] - h}},
+        "latent_names": [f"z{i}" for i in range(d)],
+        "description": "linear test decoder",
+    }
+    state = {"head.weight": torch.as_tensor(M, dtype=torch.float32), "head.bias": torch.as_tensor(c, dtype=torch.float32)}
+    model = save_bundle(root / "linear", card, state)
+    liks = {}
+    for key, sl in prob["parts"].items():
+        folder = root / f"lik{key}"
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savetxt(folder / "data.txt", y[sl])
+        np.savetxt(folder / "cov.txt", np.diag(sig[sl] ** 2))
+        (folder / "likelihood.yaml").write_text(f"type: gaussian\ndescription: half {key} of the linear test data\ndata: data.txt\ncov: cov.txt\noutput: y{key}\n")
+        liks[key] = folder
+    return model, liks
+
+
+def run_config(model, liks, prior_sd=10.0, d=3, **inference):
+    from latentinfer.config import validate_config
+
+    raw = {
+        "model": str(model),
+        "likelihoods": [{"name": str(p)} for p in liks],
+        "priors": {f"z{i}": {"normal": [0.0, prior_sd]} for i in range(d)},
+        "inference": {"method": "nuts", "chains": 2, "warmup": 150, "draws": 200, "seed": 0, "progress": False, **inference},
+        "report": False,
+    }
+    return validate_config(raw, source="test config")
+
+
+def write_exact_run(cfg, out, n=4000, seed=0, extra=None):
+    """Build the config's analysis, draw its exact posterior (linear-Gaussian) and write a run folder."""
+    import json
+
+    from latentinfer.runner import build_analysis, write_run
+
+    an = build_analysis(cfg)
+    with torch.no_grad():
+        z0 = torch.zeros(an.forward.dim, dtype=torch.float64)
+        theory0 = an.forward(z0)
+        cols = []
+        for i in range(an.forward.dim):
+            e = torch.zeros_like(z0)
+            e[i] = 1.0
+            cols.append({k: (v - theory0[k]) for k, v in an.forward(e).items()})
+    Ms = [np.stack([col[lik.output].numpy() for col in cols], 1) for lik in an.likelihoods]
+    cs = [theory0[lik.output].numpy() for lik in an.likelihoods]
+    M, c = np.concatenate(Ms), np.concatenate(cs)
+    data = np.concatenate([lik.data.numpy() for lik in an.likelihoods])
+    cov = np.zeros((len(data), len(data)))
+    i = 0
+    for lik in an.likelihoods:
+        cov[i : i + lik.n_data, i : i + lik.n_data] = lik.cov.numpy()
+        i += lik.n_data
+    sd = float(cfg["priors"]["z0"]["normal"][1])
+    mean, C = exact_posterior(M, c, data, cov, sd)
+    post = posterior_from_exact(an, mean, C, n=n, seed=seed)
+    post.attrs["config"] = json.dumps(cfg)
+    write_run(post, cfg, out, wall=0.0, extra=extra)
+    return {"analysis": an, "mean": mean, "cov": C, "post": post}
