@@ -1,7 +1,8 @@
 """From a validated config to a run folder: build the analysis, run the method, write the outputs.
 
 A run folder holds ``posterior.nc`` (arviz InferenceData), ``summary.json`` (per-parameter statistics, method,
-settings, seed, wall time, versions, config) and ``config.yaml`` (the resolved config). Every file is written
+settings, seed, wall time, versions, config), ``config.yaml`` (the resolved config) and, unless the config says
+``report: false``, ``report.html`` (:mod:`latentinfer.report`). Every file is written
 under a temporary name and renamed, so a folder never holds a half-written output.
 """
 
@@ -49,7 +50,22 @@ def run_config(cfg: Mapping[str, Any], out: str | os.PathLike) -> dict[str, Any]
     post = meth.run(analysis, **settings)
     post.attrs["config"] = __import__("json").dumps(dict(cfg))
     summary = write_run(post, cfg, out, wall=time.perf_counter() - t0)
+    if cfg.get("report", True):
+        _write_report(out, analysis)
     return {"out": str(out), "method": method, "wall_seconds": summary["wall_seconds"], "posterior": post, "summary": summary}
+
+
+def _write_report(out: str | os.PathLike, analysis: Analysis) -> None:
+    """``out/report.html`` (config key ``report: true``); a report problem warns and leaves the run intact."""
+    import sys
+
+    from .errors import LatentInferError
+    from .report import write_report
+
+    try:
+        write_report([out], Path(out) / "report.html", analyses={str(Path(out)): analysis})
+    except LatentInferError as exc:
+        print(f"latentinfer: warning: report.html not written: {exc}", file=sys.stderr)
 
 
 def write_run(post, cfg: Mapping[str, Any], out: str | os.PathLike, wall: float, extra: Mapping[str, Any] | None = None) -> dict:
