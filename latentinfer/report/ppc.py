@@ -4,7 +4,8 @@ For each likelihood of the program, at ``n_draws`` posterior draws: the model da
 observed site's distribution, nuisances included), residuals ``(data - <model>) / sigma`` with
 ``sigma = sqrt(diag C)``, the chi^2 at the best-fit draw (largest log posterior) with its probability to exceed
 for ``n_data`` degrees of freedom, and the posterior predictive p-value of the chi^2 discrepancy
-``p = Prob[chi2(y_rep | theta) >= chi2(y_obs | theta)]`` with ``y_rep`` drawn from the likelihood.
+``p = Prob[chi2(y_rep | theta) >= chi2(y_obs | theta)]`` with ``y_rep`` drawn from the likelihood, and the
+best-fit chi^2 of each spectrum's block of the covariance.
 Spectra and multipoles come from ``lik.meta["spectrum"]`` and ``lik.meta["ell"]`` when the likelihood has them.
 """
 
@@ -67,7 +68,18 @@ def run_ppc(analysis, post, n_draws: int = 200, seed: int = 0) -> dict[str, dict
             y_rep = fn.sample().expand(len(idx), lik.n_data).numpy()
         chi2_rep = chi2(y_rep - pred)
         mean_pred = pred[1:].mean(0)
+        spec = _coord(lik.meta, "spectrum", lik.n_data)
+        by_spec = {}
+        if spec is not None:  # chi2 of each spectrum's block of the covariance at the best fit
+            cov = lik.cov.numpy()
+            r_best = data - pred[0]
+            for g in dict.fromkeys(spec.tolist()):
+                sel = spec == g
+                rg = r_best[sel]
+                c2 = float(rg @ np.linalg.solve(cov[np.ix_(sel, sel)], rg))
+                by_spec[str(g)] = {"chi2": c2, "n": int(sel.sum()), "pte": float(stats.chi2.sf(c2, int(sel.sum())))}
         out[lik.name] = {
+            "chi2_by_spectrum": by_spec,
             "n_data": lik.n_data,
             "ell": None if (e := _coord(lik.meta, "ell", lik.n_data)) is None else e.astype(float).tolist(),
             "spectrum": None if (s := _coord(lik.meta, "spectrum", lik.n_data)) is None else [str(x) for x in s],
@@ -121,7 +133,9 @@ def plot_ppc(name: str, r: dict[str, Any]):
         top.errorbar(xs, data[sel][o], yerr=sig[sel][o], fmt="o", ms=2.5, lw=0.8, color="k", label="data")
         top.fill_between(xs, lo[sel][o], hi[sel][o], color="C0", alpha=0.35, lw=0)
         top.plot(xs, mean[sel][o], color="C0", lw=1, label="posterior predictive (68%)")
-        top.set_title(f"{name} {g}".strip(), fontsize=10)
+        blk = r.get("chi2_by_spectrum", {}).get(str(g))
+        extra = f": chi2 = {blk['chi2']:.1f} / {blk['n']}" if blk else ""
+        top.set_title(f"{name} {g}".strip() + extra, fontsize=10)
         if j == 0:
             top.legend(fontsize=8)
             top.set_ylabel(r"$D_\ell$ [$\mu K^2$]" if r["ell"] is not None else "data")

@@ -130,7 +130,6 @@ def parameters(run) -> str:
     rows = [[n] + [summ[n][k] for k in keys] + ["; ".join(verdict["parameters"][n])] for n in summ]
 
     def cell(i, j, v):
-        name = rows[i][0]
         if j == 5 and v is not None and v > RHAT_MAX:
             return "bad"
         if j in (6, 7) and v is not None and v < ESS_MIN:
@@ -210,6 +209,9 @@ def ppc_section(run, analysis, why: str | None = None) -> str:
         '<p class="muted">PTE: probability to exceed the best-fit chi2 for n_data degrees of freedom (fitted parameters lower it by about their number); '
         "predictive p: Prob[chi2(replicated data) &ge; chi2(observed)] over posterior draws; flagged outside [0.01, 0.99].</p>",
     ]
+    blocks = [[name, g, b["n"], b["chi2"], b["pte"]] for name, r in ppc.items() for g, b in r.get("chi2_by_spectrum", {}).items()]
+    if blocks:
+        out.append("<h3>Best-fit chi2 per spectrum (its block of the covariance)</h3>" + table(["likelihood", "spectrum", "n", "chi2", "PTE"], blocks, left=2))
     for name, r in ppc.items():
         out.append(figure_tag(plot_ppc(name, r), f"posterior predictive check {name}"))
     return "\n".join(out)

@@ -80,6 +80,10 @@ def _as_posterior(x, label: str) -> tuple[Posterior, dict | None, str]:
     if isinstance(x, (str, os.PathLike)):
         x = load_run(x)
     if isinstance(x, RunFolder):
+        if "config" not in x.posterior.attrs:  # older runs: the folder's config.yaml names the model
+            import json
+
+            x.posterior.attrs["config"] = json.dumps(x.config)
         return x.posterior, x.evidence, str(x.path)
     raise LatentInferError(f"run {label}: expected a Posterior or a run folder, got {type(x).__name__}")
 
