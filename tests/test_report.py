@@ -89,6 +89,8 @@ def test_ppc_flags_a_bad_fit_and_groups_by_spectrum_and_ell():
     assert ppc["spectrum"][:1] == ["TT"] and ppc["ell"][0] == 30.0
     res = np.asarray(ppc["residual_sigma"])
     assert abs(res[spectrum == "TT"]).max() < 1.0 and res[spectrum == "TE"].min() > 5.0
+    blocks = ppc["chi2_by_spectrum"]
+    assert blocks["TT"]["n"] == 25 and blocks["TT"]["pte"] > 0.01 and blocks["TE"]["pte"] < 1e-10
     verdict = check_ppc({"cmb": ppc})["cmb"]
     assert not verdict["ok"] and any("PTE" in r for r in verdict["reasons"])
     from latentinfer.report.ppc import plot_ppc
