@@ -68,6 +68,33 @@ def _overview(runs: Sequence[RunFolder]) -> str:
     return table(["parameter"] + [r.name for r in runs], [[row[0]] + [RawHTML(c) for c in row[1:]] for row in rows])
 
 
+def _verdict_row(run: RunFolder, summ, ppc, why) -> list:
+    from .ppc import check_ppc
+
+    conv = S.check_convergence(summ, run.posterior.divergences())
+    rhats = [r["r_hat"] for r in summ.values() if r.get("r_hat") is not None]
+    ess = [r[k] for r in summ.values() for k in ("ess_bulk", "ess_tail") if r.get(k) is not None]
+    if ppc is None:
+        ppc_txt = "not run"
+    else:
+        bad = [n for n, v in check_ppc(ppc).items() if not v["ok"]]
+        ppc_txt = "ok" if not bad else "flagged: " + ", ".join(bad)
+    ev = f"{run.evidence['ln_z']:.2f} +- {run.evidence.get('ln_z_err', float('nan')):.2f}" if run.evidence else "-"
+    return [run.name, run.posterior.method, run.config.get("model", "?"), "ok" if conv["ok"] else "flagged", max(rhats) if rhats else None, min(ess) if ess else None, conv["divergences"], ppc_txt, ev]
+
+
+def _verdict_table(rows) -> str:
+    head = ["run", "method", "model", "convergence", "max R-hat", "min ESS", "divergences", "predictive check", "ln Z"]
+
+    def cell(i, j, v):
+        if j in (3, 7):
+            return "ok" if v == "ok" else "bad" if isinstance(v, str) and v.startswith("flagged") else None
+        return None
+
+    note = f'<p class="muted">convergence: R-hat &le; {S.RHAT_MAX}, bulk and tail ESS &ge; {S.ESS_MIN}, no divergences; predictive check: chi2 PTE and predictive p within [0.01, 0.99].</p>'
+    return table(head, rows, cell_class=cell, left=3) + note
+
+
 def build_report(items: Sequence[Any], *, analyses: Mapping[str, Any] | None = None, title: str | None = None) -> str:
     """The HTML text of the report of ``items`` (run folders, RunFolder objects, tension folders)."""
     if not items:
@@ -79,13 +106,21 @@ def build_report(items: Sequence[Any], *, analyses: Mapping[str, Any] | None = N
     if len(runs) > 1:
         nav.append(("overview", "overview"))
         body.append(section("overview", "Overview: posterior mean and sd per run", _overview(runs)))
+    verdicts = []
     for i, run in enumerate(runs):
         a = f"run{i}"
         analysis, why = _analysis_for(run, analyses)
+        summ = run.posterior.summary()
+        ppc = None
+        if analysis is not None:
+            from .ppc import run_ppc
+
+            ppc = run_ppc(analysis, run.posterior, seed=int(run.summary.get("seed", 0) or 0))
+        verdicts.append(_verdict_row(run, summ, ppc, why))
         parts = [
-            ("Parameters and convergence", S.parameters(run)),
+            ("Parameters and convergence", S.parameters(run, summ)),
             ("Sampling diagnostics", S.sampling_plots(run)),
-            ("Posterior predictive checks", S.ppc_section(run, analysis, why)),
+            ("Posterior predictive checks", S.ppc_section(run, analysis, why, ppc)),
             ("Coverage", S.coverage_section(run)),
             ("Model interpretation", S.interpretation_section(run)),
             ("Provenance", S.provenance(run)),
@@ -96,6 +131,8 @@ def build_report(items: Sequence[Any], *, analyses: Mapping[str, Any] | None = N
         nav.append((a, run.name))
         body.append(section(a, f"Run {run.name} ({run.posterior.method}, {run.config.get('model', '?')})", inner))
     if runs:
+        nav.insert(0, ("verdict", "verdict"))
+        body.insert(0, section("verdict", "Can these runs be trusted?", _verdict_table(verdicts)))
         nav.append(("evidence", "evidence"))
         body.append(section("evidence", "Evidence", S.evidence_section(runs)))
     for j, (folder, data) in enumerate(tensions):

@@ -101,7 +101,7 @@ def section(anchor: str, title: str, body: str) -> str:
 
 
 def kv_table(d: Mapping[str, Any]) -> str:
-    return table(["key", "value"], [(k, v if isinstance(v, (int, float, str, bool, type(None))) else json.dumps(v)) for k, v in d.items()])
+    return table(["key", "value"], [(k, v if isinstance(v, (int, float, str, bool, type(None))) else json.dumps(v)) for k, v in d.items()], left=2)
 
 
 def json_block(obj: Any, summary: str = "raw JSON") -> str:

@@ -120,10 +120,10 @@ def check_convergence(summary: Mapping[str, Mapping[str, Any]], divergences: int
     return {"parameters": flags, "divergences": int(divergences), "ok": not any(flags.values()) and divergences == 0, "thresholds": {"r_hat_max": rhat_max, "ess_min": ess_min}}
 
 
-def parameters(run) -> str:
+def parameters(run, summ: Mapping[str, Any] | None = None) -> str:
     """The parameter table (mean, sd, 94% HDI, R-hat, bulk/tail ESS, MCSE) with convergence flags."""
     post = run.posterior
-    summ = post.summary()
+    summ = summ if summ is not None else post.summary()
     verdict = check_convergence(summ, post.divergences())
     cols = ["parameter", "mean", "sd", "hdi 3%", "hdi 97%", "R-hat", "ESS bulk", "ESS tail", "MCSE mean", "flags"]
     keys = ["mean", "sd", "hdi_3%", "hdi_97%", "r_hat", "ess_bulk", "ess_tail", "mcse_mean"]
@@ -188,13 +188,14 @@ def sampling_plots(run) -> str:
     return "\n".join(out)
 
 
-def ppc_section(run, analysis, why: str | None = None) -> str:
+def ppc_section(run, analysis, why: str | None = None, ppc: Mapping[str, Any] | None = None) -> str:
     """Posterior predictive check per likelihood: table (chi2, PTE, predictive p) and residual plots."""
     from .ppc import check_ppc, plot_ppc, run_ppc
 
     if analysis is None:
         return _na(why or "the run's analysis could not be rebuilt")
-    ppc = run_ppc(analysis, run.posterior, seed=int(run.summary.get("seed", 0) or 0))
+    if ppc is None:
+        ppc = run_ppc(analysis, run.posterior, seed=int(run.summary.get("seed", 0) or 0))
     verdict = check_ppc(ppc)
     rows = [
         [name, r["n_data"], r["chi2_best_fit"], r["pte_best_fit"], r["chi2_posterior_mean"], r["ppc_p_value"], "ok" if verdict[name]["ok"] else "; ".join(verdict[name]["reasons"])]
