@@ -79,7 +79,7 @@ def _verdict_row(run: RunFolder, summ, ppc, why) -> list:
     else:
         bad = [n for n, v in check_ppc(ppc).items() if not v["ok"]]
         ppc_txt = "ok" if not bad else "flagged: " + ", ".join(bad)
-    ev = f"{run.evidence['ln_z']:.2f} +- {run.evidence.get('ln_z_err', float('nan')):.2f}" if run.evidence else "-"
+    ev = f"{run.evidence['ln_z']:.2f} ± {run.evidence.get('ln_z_err', float('nan')):.2f}" if run.evidence else "-"
     return [run.name, run.posterior.method, run.config.get("model", "?"), "ok" if conv["ok"] else "flagged", max(rhats) if rhats else None, min(ess) if ess else None, conv["divergences"], ppc_txt, ev]
 
 
