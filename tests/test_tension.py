@@ -54,7 +54,7 @@ def _gaussian_pair(d, target, seed, n=8000):
     return pa, pb
 
 
-@pytest.mark.parametrize("d,target,seed", [(1, 2.0, 0), (2, 3.0, 1), (3, 2.0, 2), (3, 1.0, 3)])
+@pytest.mark.parametrize("d,target,seed", [(1, 2.0, 0), (2, 3.0, 1), (3, 2.0, 2), (3, 1.0, 3), (6, 2.0, 4)])
 def test_offset_gaussians_give_the_exact_number_of_sigma(d, target, seed):
     pa, pb = _gaussian_pair(d, target, seed)
     res = latentinfer.tension(pa, pb, attribution=False, seed=seed)
@@ -62,9 +62,9 @@ def test_offset_gaussians_give_the_exact_number_of_sigma(d, target, seed):
     assert qdm.dof == d  # no prior recorded: every direction counts
     # Q_DM: Monte-Carlo error of the means and covariances only
     assert abs(qdm.n_sigma - target) < 3 * qdm.n_sigma_err + 0.02, (qdm.n_sigma, qdm.n_sigma_err)
-    # KDE shift probability: binomial + jackknife error; 0.05 sigma allowance for the kernel bias
+    # KDE shift probability: binomial + jackknife error; 0.05 sigma allowance for the kernel bias (see shift.py)
     assert abs(shift.n_sigma - target) < 3 * shift.n_sigma_err + 0.05, (shift.n_sigma, shift.n_sigma_err)
-    assert shift.n_sigma_err < 0.35  # few evaluation points lie beyond 3 sigma: the error grows there
+    assert shift.n_sigma_err < 0.25
     assert set(res.skipped) == {"suspiciousness", "evidence_ratio"}
 
 

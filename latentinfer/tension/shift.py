@@ -1,16 +1,24 @@
 """Parameter-shift probability from the distribution of parameter differences (Raveri & Doux 2021).
 
 Draw pairs ``(theta_A, theta_B)`` from the two posteriors, form ``Delta = theta_A - theta_B``, estimate the
-density of ``Delta`` with a Gaussian kernel density estimate (in whitened coordinates, Scott's bandwidth),
-and measure the probability mass of the region where that density exceeds its value at ``Delta = 0``:
+density of ``Delta`` with a Gaussian kernel density estimate (in whitened coordinates), and measure the
+probability mass of the region where that density exceeds its value at ``Delta = 0``:
 
     P = Prob[ p(Delta) > p(0) ],     n_sigma = Phi^-1((1 + P) / 2).
 
 No Gaussian assumption is made on the posteriors. For Gaussian posteriors the kernel-smoothed density is
-Gaussian with the same iso-density ellipses, so the estimate is unbiased and ``n_sigma`` equals the exact
-Mahalanobis answer up to Monte-Carlo noise. The Monte-Carlo error combines the binomial error of ``P`` on
-``min(n_eval, ESS_A, ESS_B)`` independent draws (Wilson interval) with a delete-one-block jackknife of the
-density estimate (its noise at zero moves the contour), mapped to sigma.
+Gaussian with the same iso-density ellipses, so ``n_sigma`` equals the exact Mahalanobis answer up to
+Monte-Carlo noise; but noise in the estimated densities blurs the ranking and pulls ``P`` towards the middle
+(with Scott's bandwidth, ``n_sigma`` came out 1.81 for an exact 2 sigma shift in 6 dimensions). The default
+bandwidth is therefore 1.5 x Scott's, and evaluation points are added until at least 25 fall beyond zero
+(up to 16000). Measured here (6 seeds, 8000 exact draws per run; mean +- scatter): 2.00 +- 0.09 for an exact
+2 sigma shift in 6-d, 2.01 +- 0.04 for 2 sigma in 3-d, 3.04 +- 0.07 for 3 sigma in 2-d, 2.02 +- 0.03 in 1-d.
+That mild oversmoothing keeps the iso-density contours of near-Gaussian posteriors and smooths features
+narrower than about half a posterior sd; ``bandwidth_factor`` changes it.
+
+The Monte-Carlo error combines the binomial error of ``P`` on ``min(n_eval, ESS_A, ESS_B)`` independent draws
+(Wilson interval) with a delete-one-block jackknife of the density estimate (its noise at zero moves the
+contour), mapped to sigma.
 """
 
 from __future__ import annotations
@@ -50,31 +58,52 @@ def _logsum(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return (m + np.log(np.exp(x - m).sum(axis, keepdims=True))).squeeze(axis)
 
 
-def shift_probability(a: np.ndarray, b: np.ndarray, *, n_pairs: int = 12000, n_eval: int = 3000, n_blocks: int = 10, seed: int = 0) -> dict:
+def shift_probability(
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    n_pairs: int = 20000,
+    n_eval: int = 2000,
+    max_eval: int = 16000,
+    min_beyond: int = 25,
+    n_blocks: int = 10,
+    bandwidth_factor: float = 1.5,
+    seed: int = 0,
+) -> dict:
     """Estimate ``P = Prob[p(Delta) > p(0)]`` from samples ``a (n_a, d)`` and ``b (n_b, d)``.
 
-    The kernel set and the evaluation set are disjoint subsets of the ``n_pairs`` differences. The kernel
+    ``n_pairs`` random pairs give the kernel set (whitened by their mean and covariance); the density is then
+    evaluated at fresh random pairs, ``n_eval`` at a time, until ``min_beyond`` of them have a density below
+    that at zero or ``max_eval`` have been used (large shifts need many points to resolve ``1 - P``). The kernel
     set is cut into ``n_blocks`` blocks: the delete-one-block jackknife gives the error of ``P`` due to the
     noise of the density estimate itself (at zero and at the evaluation points). Returns
     ``{"p", "n_above", "n_eval", "bandwidth", "n_kernel", "p_err_kde"}``.
     """
     rng = np.random.default_rng(seed)
-    n_pairs = int(n_pairs)
-    ia = rng.integers(0, a.shape[0], n_pairs)
-    ib = rng.integers(0, b.shape[0], n_pairs)
-    diff = a[ia] - b[ib]
+
+    def pairs(n):
+        return a[rng.integers(0, a.shape[0], n)] - b[rng.integers(0, b.shape[0], n)]
+
+    diff = pairs(int(n_pairs))
     mean = diff.mean(0)
     cov = np.atleast_2d(np.cov(diff, rowvar=False))
     L = np.linalg.cholesky(cov)
-    white = np.linalg.solve(L, (diff - mean).T).T
+    kernel = np.linalg.solve(L, (diff - mean).T).T
     zero = np.linalg.solve(L, -mean)[None, :]
-    n_eval = min(int(n_eval), n_pairs // 2)
-    evals, kernel = white[:n_eval], white[n_eval:]
-    d = white.shape[1]
-    h = kernel.shape[0] ** (-1.0 / (d + 4))  # Scott's rule in whitened coordinates
-    blocks_eval = kde_log_density(evals, kernel, h, n_blocks=n_blocks)
+    d = kernel.shape[1]
+    h = bandwidth_factor * kernel.shape[0] ** (-1.0 / (d + 4))  # Scott's rule (whitened) times the factor
     blocks_zero = kde_log_density(zero, kernel, h, n_blocks=n_blocks)[0]
-    log_eval, log_zero = _logsum(blocks_eval), float(_logsum(blocks_zero))
+    log_zero = float(_logsum(blocks_zero))
+    chunks = []
+    while True:
+        evals = np.linalg.solve(L, (pairs(int(n_eval)) - mean).T).T
+        chunks.append(kde_log_density(evals, kernel, h, n_blocks=n_blocks))
+        blocks_eval = np.concatenate(chunks)
+        n_below = int((_logsum(blocks_eval) <= log_zero).sum())
+        if n_below >= min_beyond or blocks_eval.shape[0] >= max_eval:
+            break
+    log_eval = _logsum(blocks_eval)
+    n_total = int(blocks_eval.shape[0])
     n_above = int((log_eval > log_zero).sum())
     jack = []
     for k in range(n_blocks):  # delete-one-block jackknife over the kernel set
@@ -82,7 +111,7 @@ def shift_probability(a: np.ndarray, b: np.ndarray, *, n_pairs: int = 12000, n_e
         jack.append(float((_logsum(blocks_eval[:, keep]) > _logsum(blocks_zero[keep])).mean()))
     jack = np.asarray(jack)
     p_err_kde = float(np.sqrt((n_blocks - 1) / n_blocks * ((jack - jack.mean()) ** 2).sum()))
-    return {"p": n_above / n_eval, "n_above": n_above, "n_eval": n_eval, "bandwidth": h, "n_kernel": int(kernel.shape[0]), "p_err_kde": p_err_kde}
+    return {"p": n_above / n_total, "n_above": n_above, "n_eval": n_total, "bandwidth": h, "n_kernel": int(kernel.shape[0]), "p_err_kde": p_err_kde}
 
 
 def _wilson(k: float, n: float, z: float = 1.0) -> tuple[float, float]:
@@ -101,11 +130,13 @@ class ParameterShift(TensionMetric):
     name = "parameter_shift"
     title = "parameter shift (KDE)"
 
-    def __init__(self, n_pairs: int = 12000, n_eval: int = 3000):
-        self.n_pairs, self.n_eval = n_pairs, n_eval
+    def __init__(self, n_pairs: int = 20000, n_eval: int = 2000, max_eval: int = 16000, bandwidth_factor: float = 1.5):
+        self.n_pairs, self.n_eval, self.max_eval, self.bandwidth_factor = n_pairs, n_eval, max_eval, bandwidth_factor
 
     def compute(self, inp: TensionInputs) -> MetricResult:
-        r = shift_probability(inp.a, inp.b, n_pairs=self.n_pairs, n_eval=self.n_eval, seed=inp.seed)
+        r = shift_probability(
+            inp.a, inp.b, n_pairs=self.n_pairs, n_eval=self.n_eval, max_eval=self.max_eval, bandwidth_factor=self.bandwidth_factor, seed=inp.seed
+        )
         p = r["p"]
         n_eff = float(min(r["n_eval"], inp.ess_a, inp.ess_b))
         lo, hi = _wilson(p * n_eff, n_eff)
@@ -133,6 +164,6 @@ class ParameterShift(TensionMetric):
                 "p_interval_1sigma": [lo, hi],
                 "n_sigma_interval_1sigma": [s_lo, s_hi],
                 "lower_bound": lower_bound,
-                "density_estimator": "gaussian KDE, whitened, Scott bandwidth",
+                "density_estimator": f"gaussian KDE, whitened, {self.bandwidth_factor:g} x Scott bandwidth",
             },
         )
