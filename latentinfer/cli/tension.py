@@ -13,7 +13,7 @@ def register(sub) -> None:
     p.add_argument("--joint", default=None, help="run folder of A and B together (for suspiciousness S and evidence ratio R)")
     p.add_argument("--out", required=True, help="output folder (tension.json, tension_*.png)")
     p.add_argument("--params", default=None, help="comma-separated parameters to compare (default: the model's inputs)")
-    p.add_argument("--metrics", default=None, help="comma-separated metrics (default: all registered)")
+    p.add_argument("--metrics", default=None, help="comma-separated metrics (default: parameter_shift, q_dm, suspiciousness, evidence_ratio; add parameter_shift_flow for non-Gaussian posteriors)")
     p.add_argument("--seed", type=int, default=0, help="seed of the pairings and KDE subsets")
     p.add_argument("--threshold", type=float, default=3.0, help="n_sigma above which a metric reports tension (default 3)")
     p.add_argument("--no-attribution", action="store_true", help="skip the per-direction and data-space attribution")

@@ -1,7 +1,7 @@
 """Tension between two experiments in the model's parameter (latent) space.
 
 ``latentinfer.tension(post_a, post_b, joint=None)`` (this module is callable) runs every registered metric
-(:mod:`.shift`, :mod:`.gaussian`, :mod:`.evidence`) and the attribution (:mod:`.attribution`); new metrics are
+(:mod:`.shift`, :mod:`.gaussian`, :mod:`.evidence`; :mod:`.flow_shift` on request) and the attribution (:mod:`.attribution`); new metrics are
 small :class:`TensionMetric` plug-ins registered with :func:`register_metric`.
 """
 
@@ -11,6 +11,7 @@ import sys
 import types
 
 from . import evidence as _evidence  # noqa: F401  (registers suspiciousness, evidence_ratio)
+from . import flow_shift as _flow_shift  # noqa: F401  (registers parameter_shift_flow, opt-in)
 from . import gaussian as _gaussian  # noqa: F401  (registers q_dm)
 from . import shift as _shift  # noqa: F401  (registers parameter_shift)
 from .api import TensionResult, check_tension, tension, write_tension

@@ -124,7 +124,8 @@ def tension(
     post_a, post_b, joint : Posterior or run folder (path)
         The two runs and, optionally, the run on both data sets (needed for S and R).
     metrics : names, optional
-        Registered metrics to compute (default: all; see :func:`~latentinfer.tension.available_metrics`).
+        Registered metrics to compute (default: all with ``default = True``; the flow-based shift,
+        ``parameter_shift_flow``, is asked for by name; see :func:`~latentinfer.tension.available_metrics`).
     params : names, optional
         Parameters compared (default: the model's inputs, which must be the same in both runs).
     evidence : mapping, optional
@@ -141,7 +142,7 @@ def tension(
     ev = {"a": ea, "b": eb, "joint": ej}
     ev.update(evidence or {})
     inp = prepare_inputs(pa, pb, pj, params=params, evidence=ev, seed=seed, labels=labels)
-    chosen = list(metrics) if metrics is not None else available_metrics()
+    chosen = list(metrics) if metrics is not None else available_metrics(default_only=True)
     results, skipped = {}, {}
     for name in chosen:
         metric = get_metric(name)

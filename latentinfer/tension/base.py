@@ -134,6 +134,8 @@ class TensionMetric:
     title: ClassVar[str] = ""
     #: pieces the metric cannot do without: "joint" (a joint run), "evidence" (ln Z of A, B and the joint run)
     needs: ClassVar[tuple[str, ...]] = ()
+    #: computed when no metric list is given (expensive metrics set False and are asked for by name)
+    default: ClassVar[bool] = True
 
     def missing(self, inp: TensionInputs) -> str | None:
         """Why the metric cannot be computed on ``inp`` (None if it can)."""
@@ -155,8 +157,9 @@ def register_metric(cls: type[TensionMetric]) -> type[TensionMetric]:
     return cls
 
 
-def available_metrics() -> list[str]:
-    return list(_METRICS)
+def available_metrics(default_only: bool = False) -> list[str]:
+    """Names of the registered metrics (only those computed by default when ``default_only``)."""
+    return [n for n, cls in _METRICS.items() if cls.default or not default_only]
 
 
 def get_metric(name: str) -> TensionMetric:
