@@ -21,9 +21,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 test: setup
+	bash scripts/install-browser.sh
 	$(PY) -m pytest -m "not slow" -q
 
 test-all: setup
+	bash scripts/install-browser.sh
 	$(PY) -m pytest -q
 
 demo: setup

@@ -13,6 +13,7 @@ from .errors import LatentInferError
 from .forward import ForwardModel
 from .likelihoods import GaussianLikelihood, Likelihood, Nuisance, load_likelihood
 from .posterior import Posterior
+from . import tension  # callable module: latentinfer.tension(post_a, post_b, joint=None)
 
 __version__ = "0.1.0"
 
@@ -27,5 +28,6 @@ __all__ = [
     "load_likelihood",
     "load_model",
     "save_bundle",
+    "tension",
     "__version__",
 ]

@@ -1,9 +1,10 @@
 """From a validated config to a run folder: build the analysis, run the method, write the outputs.
 
 A run folder holds ``posterior.nc`` (arviz InferenceData), ``summary.json`` (per-parameter statistics, method,
-settings, seed, wall time, versions, config) and ``config.yaml`` (the resolved config). Every file is written
-under a temporary name and renamed, so a folder never holds a half-written output; ``summary.json`` is written
-last, so a run is complete exactly when it exists.
+settings, seed, wall time, versions, config), ``config.yaml`` (the resolved config) and, unless the config says
+``report: false``, ``report.html`` (:mod:`latentinfer.report`). Every file is written under a temporary name and
+renamed, so a folder never holds a half-written output; ``summary.json`` is written last among the run's data,
+so a run is complete exactly when it exists.
 
 While a run is going, ``OUT/.checkpoints/<config fingerprint>/`` holds finished chains and mid-chain states:
 the same command started again after a crash, SIGKILL or Ctrl-C continues from there (a changed config has
@@ -84,7 +85,22 @@ def run_config(cfg: Mapping[str, Any], out: str | os.PathLike, *, scheduler: str
     post.attrs["config"] = json.dumps(dict(cfg))
     summary = write_run(post, cfg, out, wall=time.perf_counter() - t0)
     shutil.rmtree(out / ".checkpoints", ignore_errors=True)
+    if cfg.get("report", True):
+        _write_report(out, analysis)
     return {"out": str(out), "method": method, "wall_seconds": summary["wall_seconds"], "posterior": post, "summary": summary}
+
+
+def _write_report(out: str | os.PathLike, analysis: Analysis) -> None:
+    """``out/report.html`` (config key ``report: true``); a report problem warns and leaves the run intact."""
+    import sys
+
+    from .errors import LatentInferError
+    from .report import write_report
+
+    try:
+        write_report([out], Path(out) / "report.html", analyses={str(Path(out)): analysis})
+    except LatentInferError as exc:
+        print(f"latentinfer: warning: report.html not written: {exc}", file=sys.stderr)
 
 
 def write_run(post, cfg: Mapping[str, Any], out: str | os.PathLike, wall: float, extra: Mapping[str, Any] | None = None) -> dict:

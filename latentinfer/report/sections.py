@@ -1,0 +1,315 @@
+"""The sections of a run report: each function takes a :class:`~latentinfer.rundir.RunFolder` (and what it
+needs) and returns an HTML fragment. Optional pieces that are absent give a short "not available" line."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import LatentInferError
+from ..io import sha256_file
+from ..labels import latex
+from .html import RawHTML, esc, figure_tag, file_png_tag, fmt, json_block, json_tables, kv_table, table
+
+__all__ = [
+    "check_convergence",
+    "provenance",
+    "parameters",
+    "sampling_plots",
+    "ppc_section",
+    "evidence_section",
+    "coverage_section",
+    "tension_section",
+    "interpretation_section",
+    "RHAT_MAX",
+    "ESS_MIN",
+]
+
+#: Thresholds of the convergence flags (Vehtari et al. 2021).
+RHAT_MAX = 1.01
+ESS_MIN = 400
+MAX_TRACE_PARAMS = 16
+
+
+def _na(why: str) -> str:
+    return f'<p class="muted">not available: {esc(why)}</p>'
+
+
+def _files_with_sha(folder: Path, limit: int = 60) -> list[tuple[str, int, str]]:
+    rows = []
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and not any(part.startswith((".", "__")) for part in p.relative_to(folder).parts):
+            rows.append((str(p.relative_to(folder)), p.stat().st_size, sha256_file(p)))
+            if len(rows) >= limit:
+                break
+    return rows
+
+
+def provenance(run) -> str:
+    """Config, method and settings, seed, versions, model bundle and likelihood data files with sha256."""
+    from ..paths import resolve
+
+    s = run.summary
+    info = {
+        "run folder": str(run.path),
+        "method": s.get("method", run.posterior.method),
+        "seed": s.get("seed", run.posterior.attrs.get("seed")),
+        "chains x draws": f"{run.posterior.num_chains} x {run.posterior.num_draws}",
+        "wall time [s]": s.get("wall_seconds"),
+        "sampling time [s]": s.get("sampling_seconds"),
+        "divergences": s.get("divergences", run.posterior.divergences()),
+        "model": run.config.get("model"),
+        "space": run.config.get("space", "latent"),
+    }
+    parts = ["<h3>Run</h3>", kv_table(info)]
+    parts.append("<h3>Settings</h3>" + kv_table(s.get("settings") or {}))
+    vers = s.get("versions") or run.posterior.meta("versions", {}) or {}
+    parts.append("<h3>Versions</h3>" + kv_table(vers))
+    model = run.config.get("model")
+    if model:
+        try:
+            folder = resolve("models", model)
+            card = json.loads((folder / "card.json").read_text())
+            parts.append(f"<h3>Model bundle {esc(model)}</h3><p class='muted'>{esc(folder)}</p>")
+            parts.append(kv_table({k: card.get(k) for k in ("description", "format", "weights", "sha256") if k in card}))
+        except (LatentInferError, OSError, json.JSONDecodeError) as exc:
+            parts.append(f"<h3>Model bundle {esc(model)}</h3>" + _na(str(exc)))
+    rows = []
+    for item in run.config.get("likelihoods", []):
+        name = item["name"] if isinstance(item, Mapping) else str(item)
+        try:
+            folder = resolve("likelihoods", name)
+        except LatentInferError as exc:
+            rows.append((name, "-", "-", f"not found here ({exc})"))
+            continue
+        for rel, size, digest in _files_with_sha(folder):
+            rows.append((name, rel, size, digest))
+    if rows:
+        parts.append("<h3>Data files (likelihood folders)</h3>" + table(["likelihood", "file", "bytes", "sha256"], rows, left=2))
+    parts.append("<h3>Config</h3><pre>" + esc(_yaml(run.config)) + "</pre>")
+    return "\n".join(parts)
+
+
+def _yaml(cfg) -> str:
+    from ..config import dump_yaml
+
+    return dump_yaml(cfg)
+
+
+def check_convergence(summary: Mapping[str, Mapping[str, Any]], divergences: int, rhat_max: float = RHAT_MAX, ess_min: float = ESS_MIN) -> dict[str, Any]:
+    """Judge the parameter table: ``{"parameters": {name: [reasons]}, "divergences": int, "ok": bool}``.
+
+    A parameter is flagged when R-hat > ``rhat_max`` or bulk/tail ESS < ``ess_min``; any divergence flags the run.
+    """
+    flags = {}
+    for name, row in summary.items():
+        why = []
+        r = row.get("r_hat")
+        if r is not None and r > rhat_max:
+            why.append(f"R-hat {r:.3f} > {rhat_max}")
+        for key in ("ess_bulk", "ess_tail"):
+            e = row.get(key)
+            if e is not None and e < ess_min:
+                why.append(f"{key} {e:.0f} < {ess_min}")
+        flags[name] = why
+    return {"parameters": flags, "divergences": int(divergences), "ok": not any(flags.values()) and divergences == 0, "thresholds": {"r_hat_max": rhat_max, "ess_min": ess_min}}
+
+
+def parameters(run, summ: Mapping[str, Any] | None = None) -> str:
+    """The parameter table (mean, sd, 94% HDI, R-hat, bulk/tail ESS, MCSE) with convergence flags."""
+    post = run.posterior
+    summ = summ if summ is not None else post.summary()
+    verdict = check_convergence(summ, post.divergences())
+    cols = ["parameter", "mean", "sd", "hdi 3%", "hdi 97%", "R-hat", "ESS bulk", "ESS tail", "MCSE mean", "flags"]
+    keys = ["mean", "sd", "hdi_3%", "hdi_97%", "r_hat", "ess_bulk", "ess_tail", "mcse_mean"]
+    rows = [[n] + [summ[n][k] for k in keys] + ["; ".join(verdict["parameters"][n])] for n in summ]
+
+    def cell(i, j, v):
+        if j == 5 and v is not None and v > RHAT_MAX:
+            return "bad"
+        if j in (6, 7) and v is not None and v < ESS_MIN:
+            return "bad"
+        return None
+
+    head = []
+    if verdict["ok"]:
+        head.append(f'<p class="good">converged: all R-hat &le; {RHAT_MAX}, all ESS &ge; {ESS_MIN}, no divergences</p>')
+    else:
+        n_bad = sum(bool(v) for v in verdict["parameters"].values())
+        msg = f"{n_bad} parameter(s) flagged" + (f"; {verdict['divergences']} divergent transitions" if verdict["divergences"] else "")
+        head.append(f'<p class="flag">do not trust yet: {esc(msg)} (R-hat &gt; {RHAT_MAX}, ESS &lt; {ESS_MIN}, divergences)</p>')
+    if post.num_chains < 2:
+        head.append('<p class="muted">one chain: R-hat is not defined; run more chains to check mixing</p>')
+    return "\n".join(head) + table(cols, rows, cell_class=cell, row_class=lambda i, r: "bad" if r[-1] else None) + f'<p class="muted">HDI: 94% highest-density interval; flags: R-hat &gt; {RHAT_MAX}, ESS &lt; {ESS_MIN}.</p>'
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def sampling_plots(run) -> str:
+    """Trace and rank plots (arviz) and a corner plot (corner) of the sampled parameters."""
+    import arviz as az
+    import corner
+
+    plt = _plt()
+    post = run.posterior
+    names = post.parameter_names[:MAX_TRACE_PARAMS]
+    out = []
+    if len(post.parameter_names) > MAX_TRACE_PARAMS:
+        out.append(f'<p class="muted">first {MAX_TRACE_PARAMS} of {len(post.parameter_names)} parameters shown</p>')
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        axes = az.plot_trace(post.idata, var_names=names, compact=False, figsize=(10, 1.7 * len(names) + 0.5))
+        fig = np.asarray(axes).ravel()[0].figure
+        fig.tight_layout()
+        out.append("<h3>Trace</h3>" + figure_tag(fig, "trace plot", "left: marginal per chain; right: draws per chain"))
+        if post.num_chains > 1:
+            axes = az.plot_rank(post.idata, var_names=names, figsize=(10, 1.6 * ((len(names) + 2) // 3) + 0.5))
+            fig = np.asarray(axes).ravel()[0].figure
+            fig.tight_layout()
+            out.append("<h3>Rank</h3>" + figure_tag(fig, "rank plot", "rank histograms per chain: flat when chains mix"))
+        x = post.samples()[:, : len(names)]
+        keep = np.std(x, 0) > 0
+        if keep.sum() >= 1:
+            fig = corner.corner(x[:, keep], labels=[f"${latex(n)}$" for n, k in zip(names, keep) if k], show_titles=True, title_fmt=".3g", quantiles=(0.16, 0.5, 0.84), plot_datapoints=False, smooth=1.0, levels=(0.68, 0.95))
+            out.append("<h3>Corner</h3>" + figure_tag(fig, "corner plot", "68% and 95% contours; titles: median and 68% interval"))
+    plt.close("all")
+    return "\n".join(out)
+
+
+def ppc_section(run, analysis, why: str | None = None, ppc: Mapping[str, Any] | None = None) -> str:
+    """Posterior predictive check per likelihood: table (chi2, PTE, predictive p) and residual plots."""
+    from .ppc import check_ppc, plot_ppc, run_ppc
+
+    if analysis is None:
+        return _na(why or "the run's analysis could not be rebuilt")
+    if ppc is None:
+        ppc = run_ppc(analysis, run.posterior, seed=int(run.summary.get("seed", 0) or 0))
+    verdict = check_ppc(ppc)
+    rows = [
+        [name, r["n_data"], r["chi2_best_fit"], r["pte_best_fit"], r["chi2_posterior_mean"], r["ppc_p_value"], "ok" if verdict[name]["ok"] else "; ".join(verdict[name]["reasons"])]
+        for name, r in ppc.items()
+    ]
+    out = [
+        table(
+            ["likelihood", "n_data", "chi2 (best fit)", "PTE", "<chi2> posterior", "predictive p", "check"],
+            rows,
+            cell_class=lambda i, j, v: ("ok" if v == "ok" else "bad") if j == 6 else None,
+        ),
+        '<p class="muted">PTE: probability to exceed the best-fit chi2 for n_data degrees of freedom (fitted parameters lower it by about their number); '
+        "predictive p: Prob[chi2(replicated data) &ge; chi2(observed)] over posterior draws; flagged outside [0.01, 0.99].</p>",
+    ]
+    blocks = [[name, g, b["n"], b["chi2"], b["pte"]] for name, r in ppc.items() for g, b in r.get("chi2_by_spectrum", {}).items()]
+    if blocks:
+        out.append("<h3>Best-fit chi2 per spectrum (its block of the covariance)</h3>" + table(["likelihood", "spectrum", "n", "chi2", "PTE"], blocks, left=2))
+    for name, r in ppc.items():
+        out.append(figure_tag(plot_ppc(name, r), f"posterior predictive check {name}"))
+    return "\n".join(out)
+
+
+def evidence_section(runs) -> str:
+    rows = [(r.name, r.evidence["ln_z"], r.evidence.get("ln_z_err"), r.evidence.get("method", "")) for r in runs if r.evidence]
+    if not rows:
+        return _na("no evidence in summary.json (config key evidence: harmonic)")
+    out = table(["run", "ln Z", "error", "method"], rows)
+    if len(rows) > 1:
+        ref = rows[0]
+        comp = []
+        for r in rows[1:]:
+            err = np.hypot(ref[2] or 0.0, r[2] or 0.0)
+            comp.append((f"{r[0]} vs {ref[0]}", r[1] - ref[1], err))
+        out += table(["comparison", "ln B", "error"], comp)
+    return out
+
+
+def _pngs(folder: Path, patterns=("*.png",), limit: int = 24) -> list[Path]:
+    found = []
+    for pat in patterns:
+        found += [p for p in sorted(folder.glob(pat)) if p.is_file()]
+    return list(dict.fromkeys(found))[:limit]
+
+
+def coverage_section(run) -> str:
+    if run.coverage is None:
+        return _na("no coverage.json in the run folder (latentinfer coverage)")
+    out = [json_tables(run.coverage), json_block(run.coverage, "coverage.json")]
+    figs = _pngs(run.path, ("coverage*.png", "sbc*.png", "tarp*.png", "hpd*.png")) + (_pngs(run.path / "coverage") if (run.path / "coverage").is_dir() else [])
+    if figs:
+        out.append('<div class="grid">' + "".join(file_png_tag(p) for p in figs) + "</div>")
+    return "\n".join(out)
+
+
+def tension_section(data: Mapping[str, Any], folder: Path | None) -> str:
+    """Table of tension metrics from a ``tension.json`` (and its figures when in ``folder``)."""
+    rows = []
+    for name, m in data.get("metrics", {}).items():
+        rows.append([name, m.get("value"), m.get("value_err"), m.get("n_sigma"), m.get("n_sigma_err"), m.get("pte"), m.get("dof")])
+    for name, why in data.get("skipped", {}).items():
+        rows.append([name, None, None, None, None, None, RawHTML(f'<span class="muted">{esc(why)}</span>')])
+    out = [f"<p>parameters: {esc(', '.join(data.get('parameters', [])))}; runs: {esc(' vs '.join(data.get('labels', [])))}</p>"]
+    out.append(table(["metric", "statistic", "error", "n_sigma", "error", "PTE", "dof / note"], rows, cell_class=lambda i, j, v: "bad" if j == 3 and isinstance(v, float) and v > 3 else None))
+    verdict = data.get("verdict")
+    if verdict:
+        cls = "flag" if verdict.get("tension") else "good"
+        out.append(f'<p class="{cls}">{"tension" if verdict.get("tension") else "no tension"} at the {fmt(verdict.get("threshold_sigma"))} sigma threshold</p>')
+    shifts = data.get("attribution", {}).get("parameters", {})
+    if shifts:
+        out.append("<h3>Shift per parameter (combined sigma)</h3>" + table(["parameter", "mean A - mean B", "combined sigma", "n_sigma"], [[n, s["shift"], s["sigma"], s["n_sigma"]] for n, s in shifts.items()]))
+    ds = data.get("attribution", {}).get("data_space", {}).get("likelihoods", {})
+    if ds:
+        rows = [[k, b["spectrum"], f"{b['ell_min']:.0f}-{b['ell_max']:.0f}", b["chi2"], b["fraction"]] for k, v in ds.items() for b in v["bands"][:4]]
+        out.append("<h3>Where the shift lands in the data (largest shares)</h3>" + table(["run:likelihood", "spectrum", "ell (or index) range", "chi2 of shift", "share"], rows, left=3))
+    if folder is not None:
+        figs = _pngs(folder, ("tension*.png",))
+        if figs:
+            out.append('<div class="grid">' + "".join(file_png_tag(p) for p in figs) + "</div>")
+    return "\n".join(out)
+
+
+def interpretation_section(run) -> str:
+    """The model's interpretation: ``mi.json`` as tables and traversal plots, from the bundle folder or its
+    ``interpretation/`` subfolder."""
+    from ..paths import resolve
+
+    model = run.config.get("model")
+    if not model:
+        return _na("the run records no model")
+    try:
+        folder = resolve("models", model)
+    except LatentInferError as exc:
+        return _na(str(exc))
+    out = []
+    try:
+        card = json.loads((folder / "card.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        card = {}
+    labels = card.get("latent_labels") or card.get("labels")
+    if isinstance(labels, Mapping):
+        out.append("<h3>Latent labels (card)</h3>" + kv_table(labels))
+    elif isinstance(labels, list) and labels:
+        out.append("<h3>Latent labels (card)</h3>" + kv_table(dict(zip(card.get("latent_names", range(len(labels))), labels))))
+    places = [folder, folder / "interpretation"]
+    mi_file = next((p / "mi.json" for p in places if (p / "mi.json").is_file()), None)
+    if mi_file is not None:
+        try:
+            mi = json.loads(mi_file.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise LatentInferError(f"corrupt file {mi_file}: not valid JSON ({exc})") from None
+        out.append(f"<h3>Mutual information ({esc(mi_file.relative_to(folder))})</h3>" + json_tables(mi) + json_block(mi, "mi.json"))
+    figs = [p for d in places if d.is_dir() for p in _pngs(d)]
+    if figs:
+        out.append("<h3>Latent traversals and interpretation plots</h3><div class=\"grid\">" + "".join(file_png_tag(p) for p in figs) + "</div>")
+    if not out:
+        return _na(f"no mi.json or plots in {folder} or {folder / 'interpretation'} (latentinfer interpret)")
+    return "\n".join(out)

@@ -1,0 +1,94 @@
+"""Run folders as the other stations read them: posterior, summary, config and the optional extras.
+
+A run folder (written by :func:`latentinfer.runner.write_run`) holds ``posterior.nc``, ``summary.json`` and
+``config.yaml``; later stations may add ``coverage.json``, ``tension.json`` and ``report.html``. The evidence,
+when computed, is ``summary.json["evidence"] = {"ln_z": ..., "ln_z_err": ...}``. Every missing or unreadable
+file raises :class:`~latentinfer.LatentInferError` naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import LatentInferError
+from .posterior import Posterior
+
+__all__ = ["RunFolder", "load_run", "read_json_file", "read_evidence"]
+
+
+@dataclass
+class RunFolder:
+    """The contents of one run folder; optional parts are ``None`` when absent."""
+
+    path: Path
+    posterior: Posterior
+    summary: dict
+    config: dict
+    evidence: dict | None = None
+    coverage: dict | None = None
+    tension: dict | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return str(self.config.get("name") or self.path.name)
+
+
+def read_json_file(path: Path) -> Any:
+    """JSON from ``path``, or a :class:`LatentInferError` naming the file."""
+    if not path.is_file():
+        raise LatentInferError(f"missing file: {path}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise LatentInferError(f"corrupt file {path}: not valid JSON ({exc})") from None
+
+
+def read_evidence(obj: Any, where: str) -> dict | None:
+    """``{"ln_z": float, "ln_z_err": float}`` from a summary's ``evidence`` entry (None when absent)."""
+    if obj is None:
+        return None
+    if not isinstance(obj, dict) or "ln_z" not in obj:
+        raise LatentInferError(f"{where}: 'evidence' must be a mapping with keys ln_z, ln_z_err, got {obj!r}")
+    try:
+        ln_z = float(obj["ln_z"])
+        err = float(obj.get("ln_z_err", float("nan")) if obj.get("ln_z_err") is not None else float("nan"))
+    except (TypeError, ValueError):
+        raise LatentInferError(f"{where}: evidence ln_z / ln_z_err must be numbers, got {obj!r}") from None
+    if not math.isfinite(ln_z):
+        raise LatentInferError(f"{where}: evidence ln_z is not finite ({obj['ln_z']!r})")
+    return {**obj, "ln_z": ln_z, "ln_z_err": err}
+
+
+def load_run(path: str | os.PathLike) -> RunFolder:
+    """Read a run folder; a missing or corrupt file raises :class:`LatentInferError` naming it."""
+    path = Path(path)
+    if not path.is_dir():
+        raise LatentInferError(f"run folder not found: {path}")
+    post = Posterior.from_netcdf(path / "posterior.nc")
+    summary = read_json_file(path / "summary.json")
+    if not isinstance(summary, dict):
+        raise LatentInferError(f"corrupt file {path / 'summary.json'}: expected a JSON object")
+    cfg_path = path / "config.yaml"
+    if not cfg_path.is_file():
+        raise LatentInferError(f"missing file: {cfg_path}")
+    try:
+        config = yaml.safe_load(cfg_path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise LatentInferError(f"corrupt file {cfg_path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(config, dict):
+        raise LatentInferError(f"corrupt file {cfg_path}: a run config must be a mapping")
+    run = RunFolder(path=path, posterior=post, summary=summary, config=config)
+    run.evidence = read_evidence(summary.get("evidence"), str(path / "summary.json"))
+    for key in ("coverage", "tension"):
+        f = path / f"{key}.json"
+        if f.exists():
+            setattr(run, key, read_json_file(f))
+    return run

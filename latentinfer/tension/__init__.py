@@ -1,0 +1,57 @@
+"""Tension between two experiments in the model's parameter (latent) space.
+
+``latentinfer.tension(post_a, post_b, joint=None)`` (this module is callable) runs every registered metric
+(:mod:`.shift`, :mod:`.gaussian`, :mod:`.evidence`; :mod:`.flow_shift` on request) and the attribution (:mod:`.attribution`); new metrics are
+small :class:`TensionMetric` plug-ins registered with :func:`register_metric`.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+
+from . import evidence as _evidence  # noqa: F401  (registers suspiciousness, evidence_ratio)
+from . import flow_shift as _flow_shift  # noqa: F401  (registers parameter_shift_flow, opt-in)
+from . import gaussian as _gaussian  # noqa: F401  (registers q_dm)
+from . import shift as _shift  # noqa: F401  (registers parameter_shift)
+from .api import TensionResult, check_tension, tension, write_tension
+from .attribution import attribute
+from .base import (
+    MetricResult,
+    TensionInputs,
+    TensionMetric,
+    available_metrics,
+    get_metric,
+    register_metric,
+    sigma_from_probability,
+    sigma_from_pte,
+)
+from .inputs import prepare_inputs, prior_covariance
+
+__all__ = [
+    "MetricResult",
+    "TensionInputs",
+    "TensionMetric",
+    "TensionResult",
+    "attribute",
+    "available_metrics",
+    "check_tension",
+    "get_metric",
+    "prepare_inputs",
+    "prior_covariance",
+    "register_metric",
+    "sigma_from_probability",
+    "sigma_from_pte",
+    "tension",
+    "write_tension",
+]
+
+
+class _CallableModule(types.ModuleType):
+    """Lets ``latentinfer.tension(...)`` call :func:`tension` while ``latentinfer.tension.X`` stays a module."""
+
+    def __call__(self, *args, **kwargs):
+        return tension(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
