@@ -169,7 +169,7 @@ def _build(card: dict, state: dict[str, torch.Tensor], info: dict) -> IVEForward
     try:
         decoder = Decoder(d, k, list(arch["decoder_hidden"]), pca, norm, arch.get("activation", "silu"))
         decoder.load_state_dict(dec_state)
-        encoder = Encoder(k, d, list(arch["encoder_hidden"]), arch.get("activation", "silu"))
+        encoder = Encoder(k, d, list(arch["encoder_hidden"]), arch.get("activation", "silu"), arch.get("encoder_pca"))
         encoder.load_state_dict(_load_checked(folder, "encoder.safetensors", files["encoder.safetensors"]))
         pmap = PhysicalMap(np.asarray(box[0]), np.asarray(box[1]), d, list(arch["physical_hidden"]), arch.get("activation", "silu"))
         pmap.load_state_dict(_load_checked(folder, "physical.safetensors", files["physical.safetensors"]))

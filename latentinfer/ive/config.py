@@ -41,6 +41,7 @@ class TrainConfig:
     description: str = ""
     latent_dim: int = 6
     n_pca: int = 48
+    encoder_pca: int = 16
     encoder_hidden: list[int] = field(default_factory=lambda: [256, 256])
     decoder_hidden: list[int] = field(default_factory=lambda: [256, 256, 256])
     physical_hidden: list[int] = field(default_factory=lambda: [256, 256, 256])
@@ -69,7 +70,7 @@ class TrainConfig:
         for f in fields(self):
             _check_type(f.name, getattr(self, f.name), f.type)
         checks = {
-            "latent_dim": self.latent_dim >= 1, "n_pca": 1 <= self.n_pca <= 512, "beta": self.beta >= 0,
+            "latent_dim": self.latent_dim >= 1, "n_pca": 1 <= self.n_pca <= 512, "encoder_pca": 1 <= self.encoder_pca, "beta": self.beta >= 0,
             "beta_start": 0 <= self.beta_start <= max(self.beta, 0), "patience": self.patience >= 1,
             "max_epochs": self.max_epochs >= 1, "val_fraction": 0 < self.val_fraction < 0.5,
             "n_test": self.n_test >= 0, "lr_stages": len(self.lr_stages) >= 1 and all(x > 0 for x in self.lr_stages),

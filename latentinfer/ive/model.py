@@ -70,14 +70,19 @@ class PCAExpansion(torch.nn.Module):
 
 
 class Encoder(torch.nn.Module):
-    def __init__(self, k: int, d: int, hidden: list[int], activation: str = "silu"):
+    """Whitened coefficients ``(..., 4k)`` -> latent mean and log-variance. Only the leading ``k_in`` components
+    of each spectrum enter (the trailing ones, whitened to unit variance, are mostly noise the net would overfit)."""
+
+    def __init__(self, k: int, d: int, hidden: list[int], activation: str = "silu", k_in: int | None = None):
         super().__init__()
-        self.net = mlp(4 * k, hidden, 2 * d, activation)
+        self.k, self.k_in = k, min(k_in or k, k)
+        self.net = mlp(4 * self.k_in, hidden, 2 * d, activation)
         self.register_buffer("z_shift", torch.zeros(d))
         self.register_buffer("z_scale", torch.ones(d))
 
     def forward(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Whitened coefficients ``(..., 4k)`` -> (mean, log-variance) of the rescaled latents, ``(..., d)`` each."""
+        c = c.reshape(*c.shape[:-1], 4, self.k)[..., : self.k_in].reshape(*c.shape[:-1], 4 * self.k_in)
         mu, logvar = self.net(c).chunk(2, dim=-1)
         return (mu - self.z_shift) / self.z_scale, logvar - 2 * torch.log(self.z_scale)
 
@@ -111,9 +116,9 @@ class IVE(torch.nn.Module):
     """Encoder + decoder; ``forward(c)`` returns (reconstructed whitened coefficients, mean, log-variance)."""
 
     def __init__(self, d: int, k: int, enc_hidden: list[int], dec_hidden: list[int], pca: dict[str, np.ndarray],
-                 normaliser: Normaliser, activation: str = "silu"):
+                 normaliser: Normaliser, activation: str = "silu", encoder_pca: int | None = None):
         super().__init__()
-        self.encoder = Encoder(k, d, enc_hidden, activation)
+        self.encoder = Encoder(k, d, enc_hidden, activation, encoder_pca)
         self.decoder = Decoder(d, k, dec_hidden, pca, normaliser, activation)
 
     def forward(self, c: torch.Tensor, sample: bool = True):

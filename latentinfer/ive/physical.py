@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from .config import TrainConfig
 from .model import IVE, mlp
-from .train import NoiseChi2, Prepared, Split
+from .train import NoiseChi2, Prepared, Split, torch_threads
 
 __all__ = ["PhysicalMap", "train_physical", "evaluate_physical"]
 
@@ -49,6 +49,11 @@ def evaluate_physical(pmap: PhysicalMap, model: IVE, loss: NoiseChi2, sp: Split)
 
 def train_physical(prep: Prepared, model: IVE, cfg: TrainConfig) -> tuple[PhysicalMap, dict]:
     """Fit the map (phase 1: latent MSE; phase 2: spectra chi^2 through the frozen decoder)."""
+    with torch_threads(cfg.threads):
+        return _train_physical(prep, model, cfg)
+
+
+def _train_physical(prep: Prepared, model: IVE, cfg: TrainConfig) -> tuple[PhysicalMap, dict]:
     torch.manual_seed(cfg.seed + 1)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     c = prep.train.corpus

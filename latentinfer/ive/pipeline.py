@@ -71,7 +71,7 @@ def run_training(cfg: TrainConfig, out: str | Path | None, verbose: bool = True)
     card = {
         "name": cfg.name,
         "description": cfg.description or f"IVE decoder ({d} latents) for lensed CMB TT, TE, EE, PP at ell 2-3200",
-        "architecture": {"type": "ive-decoder", "latent_dim": d, "n_pca": cfg.n_pca, "encoder_hidden": cfg.encoder_hidden,
+        "architecture": {"type": "ive-decoder", "latent_dim": d, "n_pca": cfg.n_pca, "encoder_pca": cfg.encoder_pca, "encoder_hidden": cfg.encoder_hidden,
                          "decoder_hidden": cfg.decoder_hidden, "physical_hidden": cfg.physical_hidden,
                          "activation": cfg.activation, "outputs": {s: ELL_MAX - ELL_MIN + 1 for s in SPECTRA}},
         "latent_names": [f"z{i + 1}" for i in range(d)],

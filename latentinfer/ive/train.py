@@ -12,6 +12,7 @@ annealed log-linearly from ``beta_start`` to ``beta`` over ``anneal_epochs``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from dataclasses import dataclass
@@ -25,7 +26,18 @@ from .data import SPECTRA, Corpus, Normaliser, concat_corpora, ell_grid, full_sp
 from .model import IVE, PCAExpansion, fit_pca
 from .noise import knox_sigma
 
-__all__ = ["Prepared", "Split", "prepare", "NoiseChi2", "train_ive", "kl_divergence"]
+__all__ = ["Prepared", "Split", "prepare", "NoiseChi2", "train_ive", "kl_divergence", "torch_threads"]
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run the block with ``n`` torch threads (the shared machine is oversubscribed: 1 thread is fastest)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 @dataclass
@@ -70,6 +82,11 @@ def _split_rows(cfg: TrainConfig, sizes: list[int], rng: np.random.Generator) ->
 def prepare(cfg: TrainConfig, verbose: bool = True) -> Prepared:
     """Load the corpus files, drop failed rows, split test / validation / training rows, fit the normaliser and
     the PCA on the training rows, and build the quadratic form of the noise-weighted chi^2."""
+    with torch_threads(cfg.threads):
+        return _prepare(cfg, verbose)
+
+
+def _prepare(cfg: TrainConfig, verbose: bool) -> Prepared:
     rng = np.random.default_rng(cfg.seed)
     parts = [load_corpus(p, verbose=verbose) for p in cfg.corpus]
     tests, rests = _split_rows(cfg, [len(p) for p in parts], rng)
@@ -152,9 +169,14 @@ def train_ive(prep: Prepared, cfg: TrainConfig) -> tuple[IVE, dict]:
 
     Returns the model at its best validation epoch (latents standardised on the training rows) and a history.
     """
+    with torch_threads(cfg.threads):
+        return _train_ive(prep, cfg)
+
+
+def _train_ive(prep: Prepared, cfg: TrainConfig) -> tuple[IVE, dict]:
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    model = IVE(cfg.latent_dim, cfg.n_pca, cfg.encoder_hidden, cfg.decoder_hidden, prep.pca, prep.normaliser, cfg.activation)
+    model = IVE(cfg.latent_dim, cfg.n_pca, cfg.encoder_hidden, cfg.decoder_hidden, prep.pca, prep.normaliser, cfg.activation, cfg.encoder_pca)
     loss_fn = NoiseChi2(prep.G, cfg.n_pca)
     tr = prep.train
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr_stages[0])
