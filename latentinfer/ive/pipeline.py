@@ -21,7 +21,7 @@ from .config import TrainConfig
 from .data import ELL_MAX, ELL_MIN, SPECTRA
 from .errorcov import fit_error_cov
 from .physical import train_physical
-from .train import Prepared, Split, prepare, train_ive
+from .train import Prepared, Split, prepare, torch_threads, train_ive
 
 __all__ = ["run_training", "decode_split", "emulate_split"]
 
@@ -50,7 +50,11 @@ def emulate_split(model, pmap, sp: Split) -> dict[str, np.ndarray]:
 
 def run_training(cfg: TrainConfig, out: str | Path | None, verbose: bool = True) -> dict:
     """Train and (if ``out``) write a bundle. Returns the card-like summary (accuracy, timings)."""
-    torch.set_num_threads(cfg.threads)
+    with torch_threads(cfg.threads):
+        return _run_training(cfg, out, verbose)
+
+
+def _run_training(cfg: TrainConfig, out: str | Path | None, verbose: bool) -> dict:
     t0 = time.time()
     prep: Prepared = prepare(cfg, verbose=verbose)
     t_prep = time.time() - t0

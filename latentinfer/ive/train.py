@@ -32,10 +32,13 @@ __all__ = ["Prepared", "Split", "prepare", "NoiseChi2", "train_ive", "kl_diverge
 @contextlib.contextmanager
 def torch_threads(n: int):
     """Run the block with ``n`` torch threads (the shared machine is oversubscribed: 1 thread is fastest)."""
+    from threadpoolctl import threadpool_limits  # numpy's BLAS as well
+
     old = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
-        yield
+        with threadpool_limits(limits=n):
+            yield
     finally:
         torch.set_num_threads(old)
 
