@@ -19,7 +19,8 @@ import numpy as np
 
 from ..errors import DataError
 
-__all__ = ["PlikLiteBinning", "load_plik_lite_binning", "dchi2", "run_accuracy", "check_accuracy", "GOAL", "PLIK_LITE_DIR"]
+__all__ = ["PlikLiteBinning", "load_plik_lite_binning", "dchi2", "run_accuracy", "check_accuracy", "bundle_accuracy", "GOAL",
+           "PLIK_LITE_DIR"]
 
 PLIK_LITE_DIR = Path(os.environ.get("LATENTINFER_PLIK_LITE", "/work/shared/data/cmb/planck2018_plik_lite"))
 GOAL = {"median": 0.05, "p99": 0.5}
@@ -91,3 +92,19 @@ def run_accuracy(D_true: Mapping[str, np.ndarray], emulated: Mapping[str, Mappin
 def check_accuracy(result: Mapping[str, Mapping], goal: Mapping[str, float] = GOAL) -> dict[str, bool]:
     """Judge each path against the goal (median and 99th percentile of dchi^2)."""
     return {path: bool(r["median"] < goal["median"] and r["p99"] < goal["p99"]) for path, r in result.items()}
+
+
+def bundle_accuracy(model_name_or_path, corpus=None, binning: PlikLiteBinning | None = None) -> dict[str, dict]:
+    """dchi^2 of a loaded bundle on corpus rows (default: its held-out ``validation.npz``), both paths."""
+    import torch
+
+    from ..bundle import load_model
+    from .data import full_spectra, load_corpus
+
+    model = model_name_or_path if isinstance(model_name_or_path, torch.nn.Module) else load_model(model_name_or_path)
+    c = load_corpus(corpus if corpus is not None else Path(model.meta["bundle"]) / "validation.npz", verbose=False)
+    D = full_spectra(c)
+    with torch.no_grad():
+        dec = {k: v.numpy() for k, v in model(model.encode(D)).items()}
+    emu = model.emulate(dict(zip(c.names, c.params.T)))
+    return run_accuracy(D, {"encode_decode": dec, "emulate": emu}, binning)
