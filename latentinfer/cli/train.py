@@ -1,0 +1,48 @@
+"""``latentinfer train CONFIG.yaml --out models/NAME``: train an IVE and write its bundle.
+
+``--scan`` instead runs the latent-dimension scan and the learning curve (:mod:`latentinfer.ive.scan`) and writes
+``scan.json`` and ``scan.png`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train an interpretable variational encoder from a YAML config; writes a model bundle")
+    p.add_argument("config", help="training config (YAML); see latentinfer.ive.config.TrainConfig")
+    p.add_argument("--out", required=True, help="bundle folder to write (e.g. models/cmb-lcdm), or the scan folder")
+    p.add_argument("--scan", action="store_true", help="scan latent dimension and training-set size instead of training one model")
+    p.add_argument("--dims", default="2,4,6,8,10", help="latent dimensions for --scan (comma-separated)")
+    p.add_argument("--sizes", default="0.125,0.25,0.5,1.0", help="training-set fractions for the --scan learning curve")
+    p.add_argument("--minutes", type=float, default=None, help="override max_minutes (per model) of the config")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=_train)
+
+
+def _floats(text: str, key: str) -> list[float]:
+    from ..errors import ConfigError
+
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--{key}: expected comma-separated numbers, got {text!r}") from None
+
+
+def _train(args) -> int:
+    from ..ive.config import load_train_config
+    from ..ive.pipeline import run_training
+
+    cfg = load_train_config(args.config)
+    if args.minutes is not None:
+        cfg.max_minutes = args.minutes
+    if args.no_progress:
+        cfg.progress = False
+    if args.scan:
+        from ..ive.scan import run_scan
+
+        dims = [int(x) for x in _floats(args.dims, "dims")]
+        res = run_scan(cfg, args.out, dims=dims, fractions=_floats(args.sizes, "sizes"))
+        print(f"wrote {res['json']} and {res['png']}")
+        return 0
+    run_training(cfg, args.out)
+    return 0

@@ -1,0 +1,110 @@
+"""Emulator accuracy in the units that matter: dchi^2 under the Planck 2018 plik_lite TTTEEE covariance.
+
+For each held-out corpus row, the CAMB spectra and the emulated ones (encode -> decode, and emulate from the
+row's parameters) are binned as plik_lite does (``C_b = sum_l w_l C_l`` with C_l = 2 pi D_l / (l(l+1)), bins
+ell 30-2508 for TT (215), 30-1996 for TE and EE (199 each)) and compared with ``dchi2 = r^T C^-1 r``, r the
+binned difference (613 values). The binning and covariance are read from the plik_lite files following
+``/work/shared/data/cmb/planck2018_plik_lite/PROVENANCE.md`` (``run_accuracy`` computes, ``check_accuracy``
+judges against the goal: median < 0.05, 99th percentile < 0.5).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+
+__all__ = ["PlikLiteBinning", "load_plik_lite_binning", "dchi2", "run_accuracy", "check_accuracy", "bundle_accuracy", "GOAL",
+           "PLIK_LITE_DIR"]
+
+PLIK_LITE_DIR = Path(os.environ.get("LATENTINFER_PLIK_LITE", "/work/shared/data/cmb/planck2018_plik_lite"))
+GOAL = {"median": 0.05, "p99": 0.5}
+_N_BINS = {"TT": 215, "TE": 199, "EE": 199}
+
+
+@dataclass
+class PlikLiteBinning:
+    """Binning matrices ``{S: (n_bins, 3199)}`` acting on D_ell at ell 2..3200, and the inverse covariance (613, 613)."""
+
+    matrices: dict[str, np.ndarray]
+    cov: np.ndarray
+    inv_cov: np.ndarray
+
+    def bin(self, D: Mapping[str, np.ndarray]) -> np.ndarray:
+        """D_ell ``{TT, TE, EE: (..., 3199)}`` in muK^2 -> binned C_b ``(..., 613)`` in muK^2 (TT, TE, EE)."""
+        return np.concatenate([np.asarray(D[s]) @ self.matrices[s].T for s in ("TT", "TE", "EE")], axis=-1)
+
+
+def load_plik_lite_binning(folder: str | os.PathLike = PLIK_LITE_DIR) -> PlikLiteBinning:
+    """Read ``blmin.dat, blmax.dat, bweight.dat, c_matrix_plik_v22.dat`` from ``folder``."""
+    from scipy.io import FortranFile
+
+    folder = Path(folder)
+    try:
+        blmin = np.loadtxt(folder / "blmin.dat").astype(int)
+        blmax = np.loadtxt(folder / "blmax.dat").astype(int)
+        w = np.loadtxt(folder / "bweight.dat")
+        with FortranFile(str(folder / "c_matrix_plik_v22.dat")) as f:
+            c = f.read_reals(float).reshape(613, 613)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"plik_lite files in {folder} unreadable ({exc})") from None
+    cov = np.tril(c) + np.tril(c, -1).T
+    ell = np.arange(2, 3201)
+    conv = 2 * np.pi / (ell * (ell + 1.0))  # D_l -> C_l
+    mats = {}
+    for s, nb in _N_BINS.items():
+        m = np.zeros((nb, len(ell)))
+        for i in range(nb):
+            idx = np.arange(blmin[i], blmax[i] + 1)
+            m[i, idx + 30 - 2] = w[idx] * conv[idx + 30 - 2]
+        mats[s] = m
+    return PlikLiteBinning(mats, cov, np.linalg.inv(cov))
+
+
+def dchi2(binning: PlikLiteBinning, D_a: Mapping[str, np.ndarray], D_b: Mapping[str, np.ndarray]) -> np.ndarray:
+    """``r^T C^-1 r`` per row for binned differences of two sets of spectra ``{S: (N, 3199)}``; shape (N,)."""
+    r = binning.bin(D_a) - binning.bin(D_b)
+    return np.einsum("ni,ij,nj->n", r, binning.inv_cov, r)
+
+
+def summarise(x: np.ndarray) -> dict[str, float]:
+    x = np.asarray(x, np.float64)
+    return {"n": int(len(x)), "mean": float(x.mean()), "median": float(np.median(x)), "p68": float(np.percentile(x, 68)),
+            "p95": float(np.percentile(x, 95)), "p99": float(np.percentile(x, 99)), "max": float(x.max())}
+
+
+def run_accuracy(D_true: Mapping[str, np.ndarray], emulated: Mapping[str, Mapping[str, np.ndarray]],
+                 binning: PlikLiteBinning | None = None) -> dict[str, dict]:
+    """dchi^2 statistics per path: ``emulated = {"encode_decode": D, "emulate": D}`` -> ``{path: summary + values}``."""
+    binning = binning or load_plik_lite_binning()
+    out = {}
+    for path, D in emulated.items():
+        d = dchi2(binning, D, D_true)
+        out[path] = {**summarise(d), "values": d.tolist()}
+    return out
+
+
+def check_accuracy(result: Mapping[str, Mapping], goal: Mapping[str, float] = GOAL) -> dict[str, bool]:
+    """Judge each path against the goal (median and 99th percentile of dchi^2)."""
+    return {path: bool(r["median"] < goal["median"] and r["p99"] < goal["p99"]) for path, r in result.items()}
+
+
+def bundle_accuracy(model_name_or_path, corpus=None, binning: PlikLiteBinning | None = None) -> dict[str, dict]:
+    """dchi^2 of a loaded bundle on corpus rows (default: its held-out ``validation.npz``), both paths."""
+    import torch
+
+    from ..bundle import load_model
+    from .data import full_spectra, load_corpus
+
+    model = model_name_or_path if isinstance(model_name_or_path, torch.nn.Module) else load_model(model_name_or_path)
+    c = load_corpus(corpus if corpus is not None else Path(model.meta["bundle"]) / "validation.npz", verbose=False)
+    D = full_spectra(c)
+    with torch.no_grad():
+        dec = {k: v.numpy() for k, v in model(model.encode(D)).items()}
+    emu = model.emulate(dict(zip(c.names, c.params.T)))
+    return run_accuracy(D, {"encode_decode": dec, "emulate": emu}, binning)

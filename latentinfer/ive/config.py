@@ -1,0 +1,137 @@
+"""Training configs (YAML): a typed dataclass that validates itself; an unknown key is an error naming it.
+
+Example (``models/cmb-lcdm/train.yaml``)::
+
+    name: cmb-lcdm
+    corpus: [/work/shared/data/camb/lcdm.npz, /work/shared/data/camb/lcdm_core.npz]
+    latent_dim: 6
+    n_pca: 48
+    encoder_hidden: [256, 256]
+    decoder_hidden: [256, 256, 256]
+    beta: 1.0e-5
+    seed: 0
+"""
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+from ..errors import ConfigError
+
+__all__ = ["TrainConfig", "load_train_config"]
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one IVE training run (all of them end up in the bundle card).
+
+    Annotations are real types (no ``from __future__ import annotations`` here) so values are checked against them.
+    ``lr_stages`` / ``batch_stages``: learning rate and batch size of each stage (decay by ~3-10 and growing
+    batches, CosmoPower's recipe); a stage ends after ``patience`` epochs without validation improvement.
+    ``test_from``: rows held out of training per corpus file (for ``validation.npz`` and accuracy); default
+    splits ``n_test`` evenly. ``n_train`` > 0 caps the training rows (learning curves).
+    """
+
+    corpus: list[str]
+    name: str = "ive"
+    description: str = ""
+    latent_dim: int = 6
+    n_pca: int = 48
+    encoder_pca: int = 16
+    encoder_hidden: list[int] = field(default_factory=lambda: [256, 256])
+    decoder_hidden: list[int] = field(default_factory=lambda: [256, 256, 256])
+    physical_hidden: list[int] = field(default_factory=lambda: [256, 256, 256])
+    activation: Literal["silu", "tanh", "gelu", "relu"] = "silu"
+    beta: float = 1.0e-5
+    beta_start: float = 1.0e-7
+    anneal_epochs: int = 200
+    lr_stages: list[float] = field(default_factory=lambda: [1e-3, 3e-4, 1e-4, 3e-5, 1e-5])
+    batch_stages: list[int] = field(default_factory=lambda: [64, 128, 256, 512, 512])
+    patience: int = 40
+    max_epochs: int = 4000
+    max_minutes: float = 12.0
+    physical_max_minutes: float = 8.0
+    val_fraction: float = 0.1
+    n_test: int = 200
+    test_from: list[int] = field(default_factory=list)
+    n_train: int = 0
+    error_rank: int = 16
+    seed: int = 0
+    threads: int = 1
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.corpus, str):
+            self.corpus = [self.corpus]
+        for f in fields(self):
+            _check_type(f.name, getattr(self, f.name), f.type)
+        checks = {
+            "latent_dim": self.latent_dim >= 1, "n_pca": 1 <= self.n_pca <= 512, "encoder_pca": 1 <= self.encoder_pca, "beta": self.beta >= 0,
+            "beta_start": 0 <= self.beta_start <= max(self.beta, 0), "patience": self.patience >= 1,
+            "max_epochs": self.max_epochs >= 1, "val_fraction": 0 < self.val_fraction < 0.5,
+            "n_test": self.n_test >= 0, "lr_stages": len(self.lr_stages) >= 1 and all(x > 0 for x in self.lr_stages),
+            "batch_stages": len(self.batch_stages) == len(self.lr_stages) and all(b >= 1 for b in self.batch_stages),
+            "corpus": len(self.corpus) >= 1, "error_rank": self.error_rank >= 1, "threads": self.threads >= 1,
+            "test_from": all(n >= 0 for n in self.test_from) and (not self.test_from or len(self.test_from) == len(self.corpus)),
+            "max_minutes": self.max_minutes > 0, "physical_max_minutes": self.physical_max_minutes > 0,
+        }
+        for key, ok in checks.items():
+            if not ok:
+                raise ConfigError(f"train config: key '{key}' has an invalid value {getattr(self, key)!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: str = "train config") -> "TrainConfig":
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{source}: a train config must be a mapping of keys")
+        allowed = {f.name for f in fields(cls)}
+        for key in raw:
+            if key not in allowed:
+                raise ConfigError(f"{source}: unknown key '{key}' (allowed: {', '.join(sorted(allowed))})")
+        if "corpus" not in raw:
+            raise ConfigError(f"{source}: missing key 'corpus'")
+        try:
+            return cls(**raw)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {str(exc).removeprefix('train config: ')}") from None
+
+
+def _check_type(name: str, val: Any, typ: Any) -> None:
+    origin = get_origin(typ)
+    if origin is Literal:
+        if val not in get_args(typ):
+            raise ConfigError(f"train config: key '{name}' must be one of {', '.join(map(str, get_args(typ)))}, got {val!r}")
+        return
+    if origin is list:
+        (inner,) = get_args(typ)
+        if not isinstance(val, list) or not all(_is(x, inner) for x in val):
+            raise ConfigError(f"train config: key '{name}' must be a list of {inner.__name__}, got {val!r}")
+        return
+    if not _is(val, typ):
+        raise ConfigError(f"train config: key '{name}' must be {typ.__name__}, got {val!r}")
+
+
+def _is(x: Any, t: type) -> bool:
+    if t is float:
+        return isinstance(x, (int, float)) and not isinstance(x, bool)
+    if t is int:
+        return isinstance(x, int) and not isinstance(x, bool)
+    return isinstance(x, t)
+
+
+def load_train_config(path: str | os.PathLike) -> TrainConfig:
+    """Read and validate a YAML training config."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"train config not found: {p}")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    return TrainConfig.from_dict(raw, source=str(p))

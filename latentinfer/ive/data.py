@@ -1,0 +1,202 @@
+"""Training data for the IVE: corpus loading, splining to every integer ell, and the normalised target space.
+
+Corpus files follow ``/work/shared/data/camb/README.md``: ``params (N, p)``, ``names``, ``box_low/high``, ``ell``
+(the stored grid: 2..49 then even 50..3200), ``TT, TE, EE`` (lensed D_ell in muK^2) and ``PP``
+([L(L+1)]^2 C_L^phiphi / 2pi, dimensionless), ``derived``, ``derived_names``, ``ok``.
+
+Target space (per spectrum, at every integer ell 2..3200, 3199 values):
+
+* ``TT, EE, PP``: ``t = log D_ell``; ``TE``: ``t = TE / sqrt(TT * EE)`` (a correlation coefficient, sign-safe);
+* the reference (training-set mean of ``t``, i.e. the corpus mean spectrum divided out in log space) is
+  subtracted and the result divided by the per-ell training-set standard deviation: ``x = (t - ref) / scale``;
+* each standardised spectrum is compressed to its first ``n_pca`` principal components; the decoder predicts
+  whitened PCA coefficients and a fixed linear layer expands them back to ``x`` (smooth in ell).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.interpolate import CubicSpline
+
+from ..errors import DataError
+
+__all__ = [
+    "SPECTRA",
+    "ELL_MIN",
+    "ELL_MAX",
+    "ell_grid",
+    "corpus_ell_grid",
+    "Corpus",
+    "load_corpus",
+    "concat_corpora",
+    "spline_to_integer",
+    "full_spectra",
+    "Normaliser",
+]
+
+SPECTRA = ("TT", "TE", "EE", "PP")
+ELL_MIN, ELL_MAX = 2, 3200
+_KEYS = ("params", "names", "box_low", "box_high", "ell", "TT", "TE", "EE", "PP", "derived", "derived_names", "ok")
+
+
+def ell_grid() -> np.ndarray:
+    """Every integer multipole 2..3200 (3199 values): the decoder's output grid."""
+    return np.arange(ELL_MIN, ELL_MAX + 1)
+
+
+def corpus_ell_grid() -> np.ndarray:
+    """The stored corpus grid: every ell 2..49, then every even ell 50..3200 (1624 values)."""
+    return np.concatenate([np.arange(2, 50), np.arange(50, ELL_MAX + 1, 2)])
+
+
+@dataclass
+class Corpus:
+    """Rows of a CAMB corpus on its stored ell grid (float64 in memory); see the module docstring for units."""
+
+    params: np.ndarray
+    names: list[str]
+    box_low: np.ndarray
+    box_high: np.ndarray
+    ell: np.ndarray
+    spectra: dict[str, np.ndarray]
+    derived: np.ndarray
+    derived_names: list[str]
+    source: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.params)
+
+    def take(self, idx) -> "Corpus":
+        idx = np.asarray(idx)
+        return Corpus(self.params[idx], self.names, self.box_low, self.box_high, self.ell,
+                      {k: v[idx] for k, v in self.spectra.items()}, self.derived[idx], self.derived_names, self.source)
+
+    def to_npz_dict(self, dtype=np.float32) -> dict[str, np.ndarray]:
+        """Arrays with the corpus file's keys (spectra in ``dtype``), e.g. for a bundle's ``validation.npz``."""
+        out = {"params": self.params.astype(np.float64), "names": np.array(self.names), "box_low": self.box_low,
+               "box_high": self.box_high, "ell": self.ell, "derived": self.derived.astype(np.float64),
+               "derived_names": np.array(self.derived_names), "ok": np.ones(len(self), bool)}
+        out.update({k: v.astype(dtype) for k, v in self.spectra.items()})
+        return out
+
+
+def load_corpus(path: str | os.PathLike, *, verbose: bool = True) -> Corpus:
+    """Read one corpus file, dropping rows with ``ok=False`` or any non-finite value (the count is printed).
+
+    Raises :class:`DataError` naming the file and the key when the file is unusable.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"corpus file {path} not found")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in _KEYS if k not in f.files]
+            if missing:
+                raise DataError(f"{path}: missing key '{missing[0]}' (a corpus needs {', '.join(_KEYS)})")
+            d = {k: f[k] for k in _KEYS}
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable npz corpus ({exc})") from None
+    n = len(d["params"])
+    for k in SPECTRA:
+        if d[k].shape != (n, len(d["ell"])):
+            raise DataError(f"{path}: key '{k}' has shape {d[k].shape}, expected ({n}, {len(d['ell'])})")
+    good = d["ok"].astype(bool) & np.isfinite(d["params"]).all(1)
+    for k in SPECTRA:
+        good &= np.isfinite(d[k]).all(1)
+    for k in ("TT", "EE", "PP"):
+        good &= (d[k] > 0).all(1)
+    n_bad = int(n - good.sum())
+    if verbose and n_bad:
+        print(f"{path.name}: skipped {n_bad} of {n} rows (CAMB failures: ok=False or NaN/non-positive spectra)")
+    if good.sum() == 0:
+        raise DataError(f"{path}: no usable rows (all {n} rows failed or are NaN)")
+    return Corpus(
+        params=d["params"][good].astype(np.float64), names=[str(x) for x in d["names"]],
+        box_low=d["box_low"].astype(np.float64), box_high=d["box_high"].astype(np.float64),
+        ell=d["ell"].astype(np.int64), spectra={k: d[k][good].astype(np.float64) for k in SPECTRA},
+        derived=d["derived"][good].astype(np.float64), derived_names=[str(x) for x in d["derived_names"]],
+        source=[str(path)],
+    )
+
+
+def concat_corpora(parts: Sequence[Corpus]) -> Corpus:
+    """Stack corpora with the same parameter names and ell grid; the box is the union of their boxes."""
+    first = parts[0]
+    for c in parts[1:]:
+        if c.names != first.names:
+            raise DataError(f"corpora {first.source} and {c.source} have different parameter names")
+        if not np.array_equal(c.ell, first.ell):
+            raise DataError(f"corpora {first.source} and {c.source} have different ell grids")
+    return Corpus(
+        np.concatenate([c.params for c in parts]), first.names,
+        np.min([c.box_low for c in parts], axis=0), np.max([c.box_high for c in parts], axis=0), first.ell,
+        {k: np.concatenate([c.spectra[k] for c in parts]) for k in SPECTRA},
+        np.concatenate([c.derived for c in parts]), first.derived_names, sum((c.source for c in parts), []),
+    )
+
+
+def spline_to_integer(ell: np.ndarray, rows: np.ndarray, out_ell: np.ndarray | None = None) -> np.ndarray:
+    """Cubic spline (``scipy.interpolate.CubicSpline``, as the corpus README prescribes) of rows ``(N, n_stored)``
+    through the stored ``ell`` onto every integer ell 2..3200; returns ``(N, 3199)`` float64."""
+    out_ell = ell_grid() if out_ell is None else out_ell
+    if ell[0] > out_ell[0] or ell[-1] < out_ell[-1]:
+        raise DataError(f"corpus ell grid {ell[0]}..{ell[-1]} does not cover {out_ell[0]}..{out_ell[-1]}")
+    return CubicSpline(ell.astype(np.float64), np.asarray(rows, np.float64), axis=-1)(out_ell)
+
+
+def full_spectra(c: Corpus) -> dict[str, np.ndarray]:
+    """The corpus spectra at every integer ell 2..3200: ``{name: (N, 3199)}`` (D_ell in muK^2; PP dimensionless)."""
+    return {k: spline_to_integer(c.ell, v) for k, v in c.spectra.items()}
+
+
+class Normaliser(torch.nn.Module):
+    """Forward map D_ell -> standardised targets ``x`` and the differentiable inverse ``x -> D_ell``.
+
+    Buffers (all float64, shape (3199,) each): ``ref_<S>`` (reference: training mean of the transformed
+    spectrum) and ``scale_<S>`` (per-ell standard deviation), for S in TT, TE, EE, PP.
+    """
+
+    def __init__(self, ref: Mapping[str, np.ndarray | torch.Tensor], scale: Mapping[str, np.ndarray | torch.Tensor]):
+        super().__init__()
+        for k in SPECTRA:
+            self.register_buffer(f"ref_{k}", torch.as_tensor(np.asarray(ref[k]), dtype=torch.float64))
+            self.register_buffer(f"scale_{k}", torch.as_tensor(np.asarray(scale[k]), dtype=torch.float64))
+
+    @staticmethod
+    def transform(D: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """log D for TT, EE, PP; TE / sqrt(TT * EE) for TE (numpy, any leading shape)."""
+        return {"TT": np.log(D["TT"]), "EE": np.log(D["EE"]), "PP": np.log(D["PP"]),
+                "TE": D["TE"] / np.sqrt(D["TT"] * D["EE"])}
+
+    @classmethod
+    def fit(cls, D: Mapping[str, np.ndarray]) -> "Normaliser":
+        t = cls.transform(D)
+        return cls({k: t[k].mean(0) for k in SPECTRA}, {k: t[k].std(0) + 1e-12 for k in SPECTRA})
+
+    def ref(self, k: str) -> torch.Tensor:
+        return getattr(self, f"ref_{k}")
+
+    def scale(self, k: str) -> torch.Tensor:
+        return getattr(self, f"scale_{k}")
+
+    def encode(self, D: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """D_ell dict -> standardised targets ``x`` (numpy float64)."""
+        t = self.transform(D)
+        return {k: (t[k] - self.ref(k).numpy()) / self.scale(k).numpy() for k in SPECTRA}
+
+    def decode(self, x: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Standardised targets ``x`` (torch, (..., 3199)) -> D_ell (TT, TE, EE in muK^2; PP dimensionless)."""
+        t = {k: x[k] * self.scale(k).to(x[k].dtype) + self.ref(k).to(x[k].dtype) for k in SPECTRA}
+        TT, EE = torch.exp(t["TT"]), torch.exp(t["EE"])
+        return {"TT": TT, "TE": t["TE"] * torch.sqrt(TT * EE), "EE": EE, "PP": torch.exp(t["PP"])}
+
+    def jacobian_diag(self, D: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """dD/dx per ell at spectra ``D`` (diagonal, for noise weighting): D*scale for logs, sqrt(TT EE)*scale for TE."""
+        return {"TT": D["TT"] * self.scale_TT.numpy(), "EE": D["EE"] * self.scale_EE.numpy(),
+                "PP": D["PP"] * self.scale_PP.numpy(), "TE": np.sqrt(D["TT"] * D["EE"]) * self.scale_TE.numpy()}

@@ -1,0 +1,136 @@
+"""The interpretable variational encoder (beta-VAE) on CMB spectra.
+
+Shapes: ``d`` latents, ``k`` PCA components per spectrum, ``n = 3199`` multipoles (ell = 2..3200).
+
+* :class:`PCAExpansion`: fixed linear layer, whitened coefficients ``(..., 4k)`` -> standardised targets
+  ``{S: (..., n)}`` (see :mod:`latentinfer.ive.data` for the target space);
+* :class:`Encoder`: whitened PCA coefficients ``(..., 4k)`` -> latent mean and log-variance ``(..., d)`` each;
+* :class:`Decoder`: latents ``(..., d)`` -> D_ell dict ``{TT, TE, EE: muK^2, PP: dimensionless; (..., n)}``.
+
+Latents are rescaled after training (buffers ``z_shift``, ``z_scale``) so that the encoder means over the
+training set have zero mean and unit variance per latent: the N(0, 1) prior of inference then covers the corpus.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .data import SPECTRA, Normaliser
+
+__all__ = ["mlp", "PCAExpansion", "Encoder", "Decoder", "IVE", "fit_pca"]
+
+_ACT = {"tanh": torch.nn.Tanh, "silu": torch.nn.SiLU, "gelu": torch.nn.GELU, "relu": torch.nn.ReLU}
+
+
+def mlp(d_in: int, hidden: list[int], d_out: int, activation: str = "silu") -> torch.nn.Sequential:
+    layers, d = [], d_in
+    for h in hidden:
+        layers += [torch.nn.Linear(d, h), _ACT[activation]()]
+        d = h
+    layers.append(torch.nn.Linear(d, d_out))
+    return torch.nn.Sequential(*layers)
+
+
+def fit_pca(x: dict[str, np.ndarray], k: int) -> dict[str, np.ndarray]:
+    """Per-spectrum PCA of standardised targets ``{S: (N, n)}``: ``mean_S (n,)``, ``comp_S (k, n)``, ``std_S (k,)``."""
+    out = {}
+    with torch.random.fork_rng():
+        torch.manual_seed(0)  # randomized SVD (Halko et al.): deterministic, O(N n k) instead of O(n^3)
+        for s in SPECTRA:
+            m = x[s].mean(0)
+            xc = torch.as_tensor(x[s] - m, dtype=torch.float64)
+            _, sv, v = torch.svd_lowrank(xc, q=min(k + 24, min(xc.shape)), niter=6, M=None)
+            vt = v[:, :k].T.numpy().copy()
+            vt *= np.sign(vt[np.arange(len(vt)), np.argmax(np.abs(vt), axis=1)])[:, None]
+            out[f"mean_{s}"], out[f"comp_{s}"] = m, vt
+            out[f"std_{s}"] = sv[:k].numpy() / np.sqrt(max(len(xc) - 1, 1)) + 1e-12
+    return out
+
+
+class PCAExpansion(torch.nn.Module):
+    """Fixed (non-trainable) map between standardised spectra and whitened PCA coefficients."""
+
+    def __init__(self, pca: dict[str, np.ndarray]):
+        super().__init__()
+        for key, v in pca.items():
+            self.register_buffer(key, torch.as_tensor(np.asarray(v), dtype=torch.float32))
+        self.k = int(self.comp_TT.shape[0])
+
+    def expand(self, c: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``(..., 4k)`` whitened coefficients -> ``{S: (..., n)}`` standardised targets."""
+        parts = torch.split(c, self.k, dim=-1)
+        return {s: (p * getattr(self, f"std_{s}")) @ getattr(self, f"comp_{s}") + getattr(self, f"mean_{s}")
+                for s, p in zip(SPECTRA, parts)}
+
+    def project(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``{S: (..., n)}`` -> ``(..., 4k)`` whitened coefficients (orthogonal projection)."""
+        return torch.cat([((x[s] - getattr(self, f"mean_{s}")) @ getattr(self, f"comp_{s}").T) / getattr(self, f"std_{s}")
+                          for s in SPECTRA], dim=-1)
+
+
+class Encoder(torch.nn.Module):
+    """Whitened coefficients ``(..., 4k)`` -> latent mean and log-variance. Only the leading ``k_in`` components
+    of each spectrum enter (the trailing ones, whitened to unit variance, are mostly noise the net would overfit)."""
+
+    def __init__(self, k: int, d: int, hidden: list[int], activation: str = "silu", k_in: int | None = None):
+        super().__init__()
+        self.k, self.k_in = k, min(k_in or k, k)
+        self.net = mlp(4 * self.k_in, hidden, 2 * d, activation)
+        self.register_buffer("z_shift", torch.zeros(d))
+        self.register_buffer("z_scale", torch.ones(d))
+
+    def forward(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Whitened coefficients ``(..., 4k)`` -> (mean, log-variance) of the rescaled latents, ``(..., d)`` each."""
+        c = c.reshape(*c.shape[:-1], 4, self.k)[..., : self.k_in].reshape(*c.shape[:-1], 4 * self.k_in)
+        mu, logvar = self.net(c).chunk(2, dim=-1)
+        return (mu - self.z_shift) / self.z_scale, logvar - 2 * torch.log(self.z_scale)
+
+
+class Decoder(torch.nn.Module):
+    """Latents -> D_ell. Holds the MLP, the fixed PCA expansion and the normaliser's inverse."""
+
+    def __init__(self, d: int, k: int, hidden: list[int], pca: dict[str, np.ndarray], normaliser: Normaliser,
+                 activation: str = "silu"):
+        super().__init__()
+        self.net = mlp(d, hidden, 4 * k, activation)
+        self.expansion = PCAExpansion(pca)
+        self.normaliser = normaliser
+        self.register_buffer("z_shift", torch.zeros(d))
+        self.register_buffer("z_scale", torch.ones(d))
+
+    def coefficients(self, z: torch.Tensor) -> torch.Tensor:
+        """Rescaled latents ``(..., d)`` -> whitened PCA coefficients ``(..., 4k)``."""
+        return self.net(z * self.z_scale + self.z_shift)
+
+    def standardised(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Rescaled latents ``(..., d)`` -> standardised targets ``{S: (..., n)}``."""
+        return self.expansion.expand(self.coefficients(z))
+
+    def forward(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        z = z.to(self.z_scale.dtype)
+        return self.normaliser.decode(self.standardised(z))
+
+
+class IVE(torch.nn.Module):
+    """Encoder + decoder; ``forward(c)`` returns (reconstructed whitened coefficients, mean, log-variance)."""
+
+    def __init__(self, d: int, k: int, enc_hidden: list[int], dec_hidden: list[int], pca: dict[str, np.ndarray],
+                 normaliser: Normaliser, activation: str = "silu", encoder_pca: int | None = None):
+        super().__init__()
+        self.encoder = Encoder(k, d, enc_hidden, activation, encoder_pca)
+        self.decoder = Decoder(d, k, dec_hidden, pca, normaliser, activation)
+
+    def forward(self, c: torch.Tensor, sample: bool = True):
+        mu, logvar = self.encoder(c)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if sample else mu
+        return self.decoder.coefficients(z), mu, logvar
+
+    @torch.no_grad()
+    def standardise_latents(self, c: torch.Tensor) -> None:
+        """Rescale so encoder means over ``c`` have zero mean and unit variance (decoder compensates exactly)."""
+        self.encoder.z_shift.zero_(); self.encoder.z_scale.fill_(1.0)
+        mu, _ = self.encoder(c)
+        shift, scale = mu.mean(0), mu.std(0) + 1e-12
+        for m in (self.encoder, self.decoder):
+            m.z_shift.copy_(shift); m.z_scale.copy_(scale)

@@ -1,0 +1,136 @@
+"""``latentinfer train``: config -> trained IVE + physical map -> error covariance -> accuracy -> bundle.
+
+Every step is a function of :mod:`latentinfer.ive` (prepare, train_ive, train_physical, fit_error_cov,
+run_accuracy, write_ive_bundle); this module only chains them and records what happened in the card.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from ..io import atomic_write_bytes, sha256_file, to_jsonable, versions, write_json
+from .accuracy import GOAL, bundle_accuracy, check_accuracy, run_accuracy
+from .bundle import UNITS, write_ive_bundle
+from .config import TrainConfig
+from .data import ELL_MAX, ELL_MIN, SPECTRA
+from .errorcov import fit_error_cov
+from .physical import train_physical
+from .train import Prepared, Split, prepare, torch_threads, train_ive
+
+__all__ = ["run_training", "decode_split", "emulate_split", "refresh_card_accuracy"]
+
+CAMB_SETTINGS = {
+    "code": "CAMB 2.0.5", "lmax": 3200, "lens_potential_accuracy": 1, "AccuracyBoost": 1.0, "mnu": 0.06,
+    "nnu": 3.046, "num_massive_neutrinos": 1, "tensors": False, "spectra": "lensed total TT, EE, TE; lens_potential PP",
+    "ede": "EarlyQuintessence n=3, use_zc=True, zc=10**log10_zc, fde_zc=max(fde_zc, 1e-6), theta_i",
+}
+
+
+def refresh_card_accuracy(folder: str | Path) -> dict:
+    """Recompute the accuracy of a written bundle (reloaded, float64) on its ``validation.npz``; store it in the card."""
+    folder = Path(folder)
+    acc = bundle_accuracy(folder)
+    card = json.loads((folder / "card.json").read_text())
+    card["accuracy"] = to_jsonable(_accuracy_card(acc))
+    write_json(folder / "card.json", card)
+    return acc
+
+
+def _accuracy_card(acc: dict) -> dict:
+    return {"metric": "dchi2 = r^T C^-1 r, Planck 2018 plik_lite TTTEEE binning and covariance, held-out rows",
+            "goal": GOAL, "passed": check_accuracy(acc),
+            **{k: {kk: vv for kk, vv in v.items() if kk != "values"} for k, v in acc.items()}}
+
+
+@torch.no_grad()
+def decode_split(model, sp: Split) -> dict[str, np.ndarray]:
+    """Encode (mean) -> decode the rows of a split; ``{S: (N, 3199)}`` D_ell, float64."""
+    mu, _ = model.encoder(sp.c)
+    return {k: v.double().numpy() for k, v in model.decoder.normaliser.decode(
+        {s: x.double() for s, x in model.decoder.standardised(mu).items()}).items()}
+
+
+@torch.no_grad()
+def emulate_split(model, pmap, sp: Split) -> dict[str, np.ndarray]:
+    """Spectra emulated from the rows' physical parameters; ``{S: (N, 3199)}`` D_ell, float64."""
+    z = pmap(torch.as_tensor(sp.corpus.params, dtype=torch.float32))
+    return {k: v.double().numpy() for k, v in model.decoder.normaliser.decode(
+        {s: x.double() for s, x in model.decoder.standardised(z).items()}).items()}
+
+
+def run_training(cfg: TrainConfig, out: str | Path | None, verbose: bool = True) -> dict:
+    """Train and (if ``out``) write a bundle. Returns the card-like summary (accuracy, timings)."""
+    with torch_threads(cfg.threads):
+        return _run_training(cfg, out, verbose)
+
+
+def _run_training(cfg: TrainConfig, out: str | Path | None, verbose: bool) -> dict:
+    t0 = time.time()
+    prep: Prepared = prepare(cfg, verbose=verbose)
+    t_prep = time.time() - t0
+    model, info = train_ive(prep, cfg)
+    pmap, pinfo = train_physical(prep, model, cfg)
+    model.eval(); pmap.eval()
+    # emulator error from the early-stopping validation rows, accuracy on the held-out test rows
+    val_dec, val_emu = decode_split(model, prep.val), emulate_split(model, pmap, prep.val)
+    errcov = {"latent": fit_error_cov({s: val_dec[s] - prep.val.D[s] for s in SPECTRA}, cfg.error_rank),
+              "physical": fit_error_cov({s: val_emu[s] - prep.val.D[s] for s in SPECTRA}, cfg.error_rank)}
+    acc = None
+    if len(prep.test):
+        acc = run_accuracy(prep.test.D, {"encode_decode": decode_split(model, prep.test),
+                                         "emulate": emulate_split(model, pmap, prep.test)})
+    seconds = time.time() - t0
+    d = cfg.latent_dim
+    c = prep.train.corpus
+    card = {
+        "name": cfg.name,
+        "description": cfg.description or f"IVE decoder ({d} latents) for lensed CMB TT, TE, EE, PP at ell 2-3200",
+        "architecture": {"type": "ive-decoder", "latent_dim": d, "n_pca": cfg.n_pca, "encoder_pca": cfg.encoder_pca, "encoder_hidden": cfg.encoder_hidden,
+                         "decoder_hidden": cfg.decoder_hidden, "physical_hidden": cfg.physical_hidden,
+                         "activation": cfg.activation, "outputs": {s: ELL_MAX - ELL_MIN + 1 for s in SPECTRA}},
+        "latent_names": [f"z{i + 1}" for i in range(d)],
+        "latent_labels": {f"z{i + 1}": "" for i in range(d)},
+        "ell": {"min": ELL_MIN, "max": ELL_MAX, "step": 1, "n": ELL_MAX - ELL_MIN + 1},
+        "units": UNITS,
+        "normalisation": {"transform": {"TT": "log D", "EE": "log D", "PP": "log D", "TE": "TE / sqrt(TT EE)"},
+                          "reference": "training mean of the transform (decoder.normaliser.ref_<S>)",
+                          "scale": "per-ell training std (decoder.normaliser.scale_<S>)",
+                          "pca": f"{cfg.n_pca} components per spectrum (decoder.expansion.*)"},
+        "corpus": {"files": [{"path": p, "sha256": sha256_file(p)} for p in cfg.corpus], "names": c.names,
+                   "box_low": c.box_low.tolist(), "box_high": c.box_high.tolist(),
+                   "n_train": len(prep.train), "n_val": len(prep.val), "n_test": len(prep.test),
+                   "simulator": CAMB_SETTINGS, "derived_names": c.derived_names},
+        "priors": {n: {"uniform": [float(lo), float(hi)]} for n, lo, hi in zip(c.names, c.box_low, c.box_high)},
+        "training": {"config": cfg.to_dict(), "loss": "chi2 in noise units (latentinfer.ive.noise) + beta * KL",
+                     "epochs": info["epochs"], "seconds": info["seconds"], "best_val_chi2": info["best_val_chi2"],
+                     "physical_epochs": pinfo["epochs"], "physical_seconds": pinfo["seconds"],
+                     "physical_best_val_chi2": pinfo["best_val_chi2"], "prepare_seconds": t_prep,
+                     "total_seconds": seconds, "threads": cfg.threads},
+        "error_cov": {"form": "low rank + diagonal (errcov_<path>_U_<S>, errcov_<path>_d_<S>)", "rank": cfg.error_rank,
+                      "source": "second moment of residuals on the validation rows, D_ell units"},
+        "accuracy": None if acc is None else _accuracy_card(acc),
+        "versions": versions(),
+    }
+    card = to_jsonable(card)
+    if out is not None:
+        out = Path(out)
+        extra = {"train.yaml": yaml.safe_dump(cfg.to_dict(), sort_keys=False)}
+        write_ive_bundle(out, card, model.decoder, model.encoder, pmap, errcov, extra_files=extra)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **prep.test.corpus.to_npz_dict())
+        atomic_write_bytes(out / "validation.npz", buf.getvalue())
+        if acc is not None:  # the card reports what the shipped (reloaded, float64) bundle does
+            acc = refresh_card_accuracy(out)
+        if verbose:
+            print(f"wrote bundle {out} in {seconds / 60:.1f} min")
+    if verbose and acc is not None:
+        for k, v in acc.items():
+            print(f"accuracy {k}: dchi2 median {v['median']:.4g}, 99th percentile {v['p99']:.4g}, max {v['max']:.4g}")
+    return {"card": card, "accuracy": acc, "history": info["history"], "physical_history": pinfo["history"]}

@@ -1,0 +1,225 @@
+"""IVE training: data preparation (splits, normalisation, PCA, noise weights) and the beta-VAE training loop.
+
+The reconstruction loss is chi^2 in noise units summed over TT, TE, EE, PP and every ell 2..3200::
+
+    chi2 = sum_S sum_l [ (D_hat_S(l) - D_S(l)) / sigma_S(l) ]^2     (linearised: dD = (dD/dx) dx at the reference)
+
+with sigma from :mod:`latentinfer.ive.noise`. Because the decoder's output lives in a PCA subspace, this is
+evaluated exactly as a quadratic form in the coefficients (``G``, ``b``, ``const`` of :class:`Prepared`), which
+costs O(k^2) instead of O(n_ell) per spectrum. Objective per sample: ``chi2 + beta(epoch) * KL`` with beta
+annealed log-linearly from ``beta_start`` to ``beta`` over ``anneal_epochs``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .config import TrainConfig
+from .data import SPECTRA, Corpus, Normaliser, concat_corpora, ell_grid, full_spectra, load_corpus
+from .model import IVE, PCAExpansion, fit_pca
+from .noise import knox_sigma
+
+__all__ = ["Prepared", "Split", "prepare", "NoiseChi2", "train_ive", "kl_divergence", "torch_threads"]
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run the block with ``n`` torch threads (the shared machine is oversubscribed: 1 thread is fastest)."""
+    from threadpoolctl import threadpool_limits  # numpy's BLAS as well
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        with threadpool_limits(limits=n):
+            yield
+    finally:
+        torch.set_num_threads(old)
+
+
+@dataclass
+class Split:
+    """One split: corpus rows, spectra at every integer ell (float64, (N, 3199)), whitened coefficients
+    ``c (N, 4k)``, and the per-sample terms of the quadratic chi^2 (``b (N, 4k)``, ``const (N,)``)."""
+
+    corpus: Corpus
+    D: dict[str, np.ndarray]
+    c: torch.Tensor
+    b: torch.Tensor
+    const: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.corpus)
+
+
+@dataclass
+class Prepared:
+    train: Split
+    val: Split
+    test: Split
+    normaliser: Normaliser
+    pca: dict[str, np.ndarray]
+    weights: dict[str, np.ndarray]  # w_S(l) = (dD/dx)(l) / sigma_S(l), (n,)
+    sigma: dict[str, np.ndarray]  # noise standard deviation (D-units), (n,)
+    G: torch.Tensor  # (4, k, k) whitened weighted Gram matrices
+    k: int
+
+
+def _split_rows(cfg: TrainConfig, sizes: list[int], rng: np.random.Generator) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per corpus file: (test rows, training rows). Test rows are drawn at random, ``test_from`` per file."""
+    n_files = len(sizes)
+    test_n = cfg.test_from or [cfg.n_test // n_files + (i < cfg.n_test % n_files) for i in range(n_files)]
+    tests, rests = [], []
+    for n, t in zip(sizes, test_n):
+        perm = rng.permutation(n)
+        tests.append(np.sort(perm[:t])); rests.append(np.sort(perm[t:]))
+    return tests, rests
+
+
+def prepare(cfg: TrainConfig, verbose: bool = True) -> Prepared:
+    """Load the corpus files, drop failed rows, split test / validation / training rows, fit the normaliser and
+    the PCA on the training rows, and build the quadratic form of the noise-weighted chi^2."""
+    with torch_threads(cfg.threads):
+        return _prepare(cfg, verbose)
+
+
+def _prepare(cfg: TrainConfig, verbose: bool) -> Prepared:
+    rng = np.random.default_rng(cfg.seed)
+    parts = [load_corpus(p, verbose=verbose) for p in cfg.corpus]
+    tests, rests = _split_rows(cfg, [len(p) for p in parts], rng)
+    test = concat_corpora([p.take(i) for p, i in zip(parts, tests)])
+    rest = concat_corpora([p.take(i) for p, i in zip(parts, rests)])
+    perm = rng.permutation(len(rest))
+    n_val = max(1, int(round(cfg.val_fraction * len(rest))))
+    val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+    if cfg.n_train:
+        train_idx = np.sort(rng.permutation(train_idx)[: cfg.n_train])
+    train, val = rest.take(train_idx), rest.take(val_idx)
+    if verbose:
+        print(f"rows: {len(train)} training, {len(val)} validation (early stopping), {len(test)} held-out test")
+
+    D_train = full_spectra(train)
+    norm = Normaliser.fit(D_train)
+    x_train = norm.encode(D_train)
+    pca = fit_pca(x_train, cfg.n_pca)
+    D_ref = norm.decode({s: torch.zeros(len(ell_grid()), dtype=torch.float64) for s in SPECTRA})
+    D_ref = {s: v.numpy() for s, v in D_ref.items()}
+    sigma = knox_sigma(ell_grid(), D_ref)
+    jac = norm.jacobian_diag(D_ref)
+    w = {s: jac[s] / sigma[s] for s in SPECTRA}
+    G = np.stack([(pca[f"comp_{s}"] * w[s] ** 2) @ pca[f"comp_{s}"].T * np.outer(pca[f"std_{s}"], pca[f"std_{s}"]) for s in SPECTRA])
+
+    def split(c: Corpus, D=None) -> Split:
+        D = full_spectra(c) if D is None else D
+        x = norm.encode(D)
+        cs, bs, const = [], [], np.zeros(len(c))
+        for s in SPECTRA:
+            V, m, sd = pca[f"comp_{s}"], pca[f"mean_{s}"], pca[f"std_{s}"]
+            cu = (x[s] - m) @ V.T
+            perp = x[s] - m - cu @ V
+            cs.append(cu / sd)
+            bs.append(((perp * w[s] ** 2) @ V.T) * sd)
+            const += ((perp * w[s]) ** 2).sum(1)
+        f32 = lambda a: torch.as_tensor(np.concatenate(a, 1), dtype=torch.float32)  # noqa: E731
+        return Split(c, D, f32(cs), f32(bs), torch.as_tensor(const, dtype=torch.float32))
+
+    return Prepared(split(train, D_train), split(val), split(test), norm, pca, w, sigma,
+                    torch.as_tensor(G, dtype=torch.float32), cfg.n_pca)
+
+
+class NoiseChi2(torch.nn.Module):
+    """chi^2 in noise units of predicted whitened coefficients against a split's rows: ``(B, 4k) -> (B,)``."""
+
+    def __init__(self, G: torch.Tensor, k: int):
+        super().__init__()
+        self.register_buffer("G", G)
+        self.k = k
+
+    def forward(self, c_hat: torch.Tensor, c: torch.Tensor, b: torch.Tensor, const: torch.Tensor) -> torch.Tensor:
+        d = (c_hat - c).reshape(*c.shape[:-1], 4, self.k)
+        bb = b.reshape(*b.shape[:-1], 4, self.k)
+        quad = ((d.unsqueeze(-2) @ self.G).squeeze(-2) * d).sum((-1, -2))
+        return quad - 2 * (d * bb).sum((-1, -2)) + const
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, 1)) summed over latents: ``(B, d) -> (B,)``."""
+    return 0.5 * (mu**2 + torch.exp(logvar) - 1 - logvar).sum(-1)
+
+
+def _beta(cfg: TrainConfig, epoch: int) -> float:
+    f = min(1.0, epoch / max(cfg.anneal_epochs, 1))
+    if cfg.beta_start > 0 and cfg.beta > 0:
+        return float(cfg.beta_start * (cfg.beta / cfg.beta_start) ** f)
+    return cfg.beta * f
+
+
+@torch.no_grad()
+def evaluate_ive(model: IVE, loss: NoiseChi2, sp: Split) -> np.ndarray:
+    """Per-row chi^2 of encode (mean) -> decode on a split, shape (N,)."""
+    c_hat, _, _ = model(sp.c, sample=False)
+    return loss(c_hat, sp.c, sp.b, sp.const).numpy()
+
+
+def train_ive(prep: Prepared, cfg: TrainConfig) -> tuple[IVE, dict]:
+    """Train the beta-VAE with staged learning rates and batch sizes and early stopping on validation chi^2.
+
+    Returns the model at its best validation epoch (latents standardised on the training rows) and a history.
+    """
+    with torch_threads(cfg.threads):
+        return _train_ive(prep, cfg)
+
+
+def _train_ive(prep: Prepared, cfg: TrainConfig) -> tuple[IVE, dict]:
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    model = IVE(cfg.latent_dim, cfg.n_pca, cfg.encoder_hidden, cfg.decoder_hidden, prep.pca, prep.normaliser, cfg.activation, cfg.encoder_pca)
+    loss_fn = NoiseChi2(prep.G, cfg.n_pca)
+    tr = prep.train
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr_stages[0])
+    best, best_state, history = np.inf, copy.deepcopy(model.state_dict()), []
+    t0, epoch = time.time(), 0
+    bar = tqdm(total=cfg.max_epochs, desc=f"train {cfg.name}", disable=not cfg.progress, mininterval=2.0)
+    for stage, (lr, bs) in enumerate(zip(cfg.lr_stages, cfg.batch_stages)):
+        model.load_state_dict(best_state)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        bad = 0
+        while bad < cfg.patience and epoch < cfg.max_epochs and time.time() - t0 < 60 * cfg.max_minutes:
+            model.train()
+            beta = _beta(cfg, epoch)
+            perm = torch.randperm(len(tr), generator=gen)
+            tot = 0.0
+            for i in range(0, len(tr), bs):
+                idx = perm[i : i + bs]
+                c_hat, mu, logvar = model(tr.c[idx])
+                chi2 = loss_fn(c_hat, tr.c[idx], tr.b[idx], tr.const[idx])
+                obj = (chi2 + beta * kl_divergence(mu, logvar)).mean()
+                opt.zero_grad(set_to_none=True)
+                obj.backward()
+                opt.step()
+                tot += float(chi2.detach().sum())
+            model.eval()
+            v = evaluate_ive(model, loss_fn, prep.val)
+            val = float(v.mean())
+            history.append({"epoch": epoch, "stage": stage, "lr": lr, "batch": bs, "beta": beta,
+                            "train_chi2": tot / len(tr), "val_chi2": val, "val_chi2_median": float(np.median(v))})
+            if val < best * (1 - 1e-4):
+                best, best_state, bad = val, copy.deepcopy(model.state_dict()), 0
+            else:
+                bad += 1
+            epoch += 1
+            bar.update(1)
+            bar.set_postfix(stage=stage, train=f"{tot / len(tr):.3g}", val=f"{val:.3g}", best=f"{best:.3g}")
+    bar.close()
+    model.load_state_dict(best_state)
+    model.eval()
+    model.standardise_latents(tr.c)
+    info = {"epochs": epoch, "seconds": time.time() - t0, "best_val_chi2": best, "history": history}
+    return model, info

@@ -1,0 +1,76 @@
+"""The CAMB simulator: the design reproduces the corpus exactly; CAMB reproduces corpus rows (slow); resumable chunks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from latentinfer.cli import main
+from latentinfer.errors import ConfigError
+from latentinfer.simulate import BOXES, SEEDS, camb_spectra, parse_box, simulate, sobol_design
+
+CORPUS = Path("/work/shared/data/camb")
+needs_corpus = pytest.mark.skipif(not (CORPUS / "lcdm.npz").is_file(), reason="shared CAMB corpus not available")
+
+
+@needs_corpus
+@pytest.mark.parametrize("name,n", [("lcdm", 2000), ("ede", 1000), ("lcdm_core", 800)])
+def test_design_matches_corpus_params(name, n):
+    with np.load(CORPUS / f"{name}.npz") as f:
+        params, names, low, high = f["params"], list(f["names"]), f["box_low"], f["box_high"]
+    assert list(BOXES[name]) == names
+    np.testing.assert_array_equal(np.array([v[0] for v in BOXES[name].values()]), low)
+    np.testing.assert_array_equal(np.array([v[1] for v in BOXES[name].values()]), high)
+    np.testing.assert_array_equal(sobol_design(BOXES[name], n, SEEDS[name]), params)  # bit-identical
+
+
+def test_design_other_seed_differs_and_stays_in_box():
+    a, b = sobol_design(BOXES["lcdm"], 64, 11), sobol_design(BOXES["lcdm"], 64, 12)
+    assert not np.allclose(a, b)
+    lo, hi = np.array([v[0] for v in BOXES["lcdm"].values()]), np.array([v[1] for v in BOXES["lcdm"].values()])
+    assert (a >= lo).all() and (a <= hi).all()
+
+
+def test_box_override_and_bad_box():
+    box = parse_box("H0=63.5:71.5", "lcdm")
+    assert box["H0"] == (63.5, 71.5) and box["tau"] == BOXES["lcdm"]["tau"]
+    with pytest.raises(ConfigError, match="unknown parameter 'h0'"):
+        parse_box("h0=60:70", "lcdm")
+    with pytest.raises(ConfigError, match="LOW < HIGH"):
+        parse_box("H0=70:60", "lcdm")
+
+
+def test_cli_bad_box_exits_2(tmp_path, capsys):
+    assert main(["simulate", "--model", "lcdm", "--n", "2", "--seed", "1", "--out", str(tmp_path), "--box", "Om=0:1"]) == 2
+    assert "unknown parameter 'Om'" in capsys.readouterr().err
+
+
+def test_camb_failure_gives_nan_row_and_ok_false():
+    # a negative baryon density makes CAMB refuse the model: the row is flagged, not raised
+    out = camb_spectra([-0.02, 0.12, 67.0, 3.04, 0.965, 0.054], list(BOXES["lcdm"]))
+    assert out["ok"] is False and np.isnan(out["TT"]).all() and np.isnan(out["derived"]).all()
+
+
+@pytest.mark.slow
+@needs_corpus
+def test_simulator_reproduces_two_corpus_rows_and_resumes(tmp_path):
+    rows = [7, 1234]
+    path = simulate("lcdm", 2000, 11, tmp_path, rows=rows, chunk=1, workers=1)
+    with np.load(path) as new, np.load(CORPUS / "lcdm.npz") as ref:
+        assert new["ok"].all()
+        np.testing.assert_array_equal(new["params"], ref["params"][rows])
+        np.testing.assert_array_equal(new["ell"], ref["ell"])
+        for k in ("TT", "TE", "EE", "PP"):
+            scale = np.abs(ref[k][rows]).max(1, keepdims=True)  # TE crosses zero: compare to the row's scale
+            err = np.abs(new[k] - ref[k][rows]) / scale
+            assert err.max() < 1e-4, (k, err.max())
+        np.testing.assert_allclose(new["derived"], ref["derived"][rows], rtol=1e-6)
+    # resume: the chunk files are found again and not recomputed
+    chunks = sorted((tmp_path / "chunks").glob("*.json"))
+    assert len(chunks) == 2
+    stamp = [c.stat().st_mtime_ns for c in chunks]
+    simulate("lcdm", 2000, 11, tmp_path, rows=rows, chunk=1, workers=1)
+    assert [c.stat().st_mtime_ns for c in chunks] == stamp
