@@ -86,9 +86,11 @@ def read_card(folder: Path) -> dict:
     for key in ("priors", "units"):
         if card.get(key) is not None and not isinstance(card[key], dict):
             raise BundleError(f"{path}: key '{key}' must be an object, got {_short(card[key])}")
+    corpus = card.get("corpus") if isinstance(card.get("corpus"), dict) else {}
+    physical = corpus.get("names") if isinstance(corpus.get("names"), list) else []
     for name, spec in (card.get("priors") or {}).items():
-        if name not in names:
-            raise BundleError(f"{path}: key 'priors' names '{name}', which is not among latent_names")
+        if name not in names and name not in physical:
+            raise BundleError(f"{path}: key 'priors' names '{name}', which is neither a latent name nor a corpus parameter")
         try:
             check_spec(spec, name)
         except LatentInferError as exc:
