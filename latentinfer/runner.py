@@ -48,7 +48,11 @@ def run_config(cfg: Mapping[str, Any], out: str | os.PathLike) -> dict[str, Any]
     settings = {k: v for k, v in inf.items() if k in meth.settings}
     post = meth.run(analysis, **settings)
     post.attrs["config"] = __import__("json").dumps(dict(cfg))
-    summary = write_run(post, cfg, out, wall=time.perf_counter() - t0)
+    extra = {}
+    if cfg.get("evidence"):
+        ev = analysis.evidence(post, method=cfg["evidence"], seed=int(inf.get("seed", 0)))
+        extra["evidence"] = {"ln_z": ev.ln_z, "ln_z_err": ev.ln_z_err, "method": ev.method, "wall_seconds": ev.wall_seconds, "details": ev.details}
+    summary = write_run(post, cfg, out, wall=time.perf_counter() - t0, extra=extra)
     return {"out": str(out), "method": method, "wall_seconds": summary["wall_seconds"], "posterior": post, "summary": summary}
 
 

@@ -75,3 +75,25 @@ def gaussian_samples(mean: np.ndarray, cov: np.ndarray, n: int, rng: np.random.G
     """``n`` draws of ``N(mean_i, cov)`` for each row of ``mean`` ``(N, p)``: shape ``(N, n, p)``."""
     L = np.linalg.cholesky(cov)
     return mean[:, None, :] + rng.standard_normal((mean.shape[0], n, mean.shape[1])) @ L.T
+
+
+def write_toy_project(folder, lg: LinearGaussian, name: str = "lin") -> dict:
+    """Write ``lg`` as a model bundle (``mlp`` with no hidden layer = linear) and a ``gaussian`` likelihood
+    folder under ``folder``; return a run config (dict, unvalidated) that uses them by path."""
+    from pathlib import Path
+
+    from latentinfer import save_bundle
+
+    folder = Path(folder)
+    card = {
+        "architecture": {"type": "mlp", "hidden": [], "outputs": {"y": lg.n}, "activation": "tanh"},
+        "latent_names": lg.names,
+        "description": "linear-Gaussian toy",
+    }
+    save_bundle(folder / f"{name}-model", card, {"head.weight": lg.A, "head.bias": lg.b})
+    lik = folder / f"{name}-data"
+    lik.mkdir(parents=True, exist_ok=True)
+    np.savetxt(lik / "data.txt", lg.y.numpy())
+    np.savetxt(lik / "cov.txt", lg.C.numpy())
+    (lik / "likelihood.yaml").write_text("type: gaussian\ndescription: toy\ndata: data.txt\ncov: cov.txt\noutput: y\n")
+    return {"model": str(folder / f"{name}-model"), "likelihoods": [str(lik)]}
