@@ -105,6 +105,7 @@ def run_coverage(
     seed: int = 0,
     num_draws: int = 100,
     num_simulations: int = 10000,
+    sbi_settings: dict | None = None,
     analysis=None,
     backend: str = "local",
     scheduler: str | None = None,
@@ -112,7 +113,9 @@ def run_coverage(
     """Run a coverage study and write ``coverage.json`` and plots into ``out``; returns the record.
 
     ``cfg``: a validated run config (its ``inference`` block gives the method's settings). ``num_draws``: posterior
-    draws kept per run (the SBC rank resolution). ``num_simulations``: NPE training set size.
+    draws kept per run (the SBC rank resolution). ``num_simulations``: NPE training set size;
+    ``sbi_settings``: extra :func:`latentinfer.amortized.train` settings. ``analysis``: use this program instead of
+    building one from ``cfg``.
     """
     if method not in COVERAGE_METHODS:
         raise ConfigError(f"coverage: --method must be one of {', '.join(COVERAGE_METHODS)}, got {method!r}")
@@ -140,7 +143,7 @@ def run_coverage(
         if (folder / "config.json").is_file():
             amortized = AmortizedPosterior.load(folder, analysis)
         else:
-            amortized = analysis.train_sbi("npe", num_simulations=num_simulations, seed=seed + 1)
+            amortized = analysis.train_sbi("npe", num_simulations=num_simulations, seed=seed + 1, **(sbi_settings or {}))
             amortized.save(folder)
         settings.update(num_simulations=amortized.config["num_simulations"], training_seconds=amortized.config.get("training_seconds"))
         tasks = [(amortized, datas[i], thetas[i], i, num_draws) for i in range(n)]
