@@ -116,7 +116,7 @@ def train(analysis, method: str = "npe", num_simulations: int = 10000, seed: int
         prior = ProgramPrior(analysis)
         for k in range(cfg["ensemble"]):
             torch.manual_seed(seed * 1000 + k)
-            trainer = _trainer(cfg, prior, _build_fn(cfg))
+            trainer = _trainer(cfg, prior, _build_fn(cfg))  # a fresh builder: members share no embedding net
             trainer.append_simulations(theta, x)
             est = trainer.train(
                 training_batch_size=cfg["training_batch_size"],
@@ -171,6 +171,8 @@ class AmortizedPosterior:
         ctx = _quiet()
         try:
             kw = {"show_progress_bars": False}
+            if self.method == "npe":  # the flow lives on all of R^p (unconstrained space): nothing to reject
+                kw["reject_outside_prior"] = False
             u = self._sbi.sample((int(num_samples),), x=x, **kw)
         finally:
             ctx.__exit__(None, None, None)
@@ -183,7 +185,8 @@ class AmortizedPosterior:
         ctx = _quiet()
         try:
             if self.method == "npe":
-                lp = self._sbi.log_prob(torch.as_tensor(u).float(), x=x)
+                # normalised already: support is all of R^p, so no leakage correction (a costly sampling step)
+                lp = self._sbi.log_prob(torch.as_tensor(u).float(), x=x, norm_posterior=False)
             else:
                 self._sbi.set_default_x(x)
                 lp = self._sbi.potential(torch.as_tensor(u).float())
@@ -254,7 +257,6 @@ class AmortizedPosterior:
         if record["likelihoods"] != liks:
             raise LatentInferError(f"{path}: trained for likelihoods {record['likelihoods']}, the analysis has {liks}")
         cfg = record["config"]
-        build = _build_fn(cfg)
         estimators = []
         ctx = _quiet()
         try:
@@ -264,7 +266,7 @@ class AmortizedPosterior:
                     raise LatentInferError(f"{path}: estimator file {item['file']!r} missing or outside the folder")
                 if sha256_file(f) != item["sha256"]:
                     raise LatentInferError(f"{f}: sha256 does not match config.json (file changed or corrupt)")
-                est = build(torch.randn(64, cfg["theta_dim"]), torch.randn(64, cfg["x_dim"]))
+                est = _build_fn(cfg)(torch.randn(64, cfg["theta_dim"]), torch.randn(64, cfg["x_dim"]))
                 try:
                     est.load_state_dict(load_file(str(f)))
                 except RuntimeError as exc:
