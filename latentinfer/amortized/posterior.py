@@ -4,6 +4,8 @@ give a :class:`~latentinfer.Posterior` for any new data vector; saved as safeten
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import time
@@ -118,12 +120,14 @@ def train(analysis, method: str = "npe", num_simulations: int = 10000, seed: int
             torch.manual_seed(seed * 1000 + k)
             trainer = _trainer(cfg, prior, _build_fn(cfg))  # a fresh builder: members share no embedding net
             trainer.append_simulations(theta, x)
-            est = trainer.train(
-                training_batch_size=cfg["training_batch_size"],
-                learning_rate=cfg["learning_rate"],
-                stop_after_epochs=cfg["stop_after_epochs"],
-                max_num_epochs=cfg["max_num_epochs"],
-            )
+            with contextlib.redirect_stdout(io.StringIO()):  # sbi prints "converged after N epochs"
+                est = trainer.train(
+                    training_batch_size=cfg["training_batch_size"],
+                    learning_rate=cfg["learning_rate"],
+                    stop_after_epochs=cfg["stop_after_epochs"],
+                    max_num_epochs=cfg["max_num_epochs"],
+                )
+            cfg.setdefault("epochs", []).append(int(trainer.summary["epochs_trained"][-1]) if trainer.summary.get("epochs_trained") else None)
             estimators.append(est.eval())
     finally:
         ctx.__exit__(None, None, None)
