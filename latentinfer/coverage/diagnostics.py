@@ -129,7 +129,9 @@ def run_tarp(thetas, samples, *, seed: int = 0, references=None, grid: int = 101
 def check_tarp(res: TARPResult, alpha: float = 0.01, atc_sigmas: float = 3.0) -> dict:
     """Pass if the KS p-value of ``f`` exceeds ``alpha`` and ``|ATC|`` is within ``atc_sigmas / sqrt(12 N)``.
 
-    ``ATC > 0``: conservative (under-confident); ``ATC < 0``: over-confident or biased.
+    The sign of ATC says on which side of the diagonal the ECP curve lies; it does not by itself tell
+    over-confidence from bias (both can move it either way, depending on the reference points), so the reading
+    names the side only. Over-confidence with no bias mostly shows in the KS test (ATC stays near 0).
     """
     n = len(res.f)
     atc_max = atc_sigmas / np.sqrt(12.0 * n)
@@ -138,10 +140,18 @@ def check_tarp(res: TARPResult, alpha: float = 0.01, atc_sigmas: float = 3.0) ->
         "pass": bool(ok_ks and ok_atc),
         "ks_pvalue": res.ks_pvalue,
         "atc": res.atc,
-        "reading": "calibrated" if ok_ks and ok_atc else ("conservative" if res.atc > 0 else "over-confident or biased"),
+        "reading": _tarp_reading(ok_ks, ok_atc, res.atc),
         "thresholds": {"ks_pvalue_min": alpha, "abs_atc_max": float(atc_max), "atc_rule": f"{atc_sigmas} sigma of 1/sqrt(12 N)"},
         "num_runs": int(n),
     }
+
+
+def _tarp_reading(ok_ks: bool, ok_atc: bool, atc: float) -> str:
+    if ok_ks and ok_atc:
+        return "calibrated"
+    if not ok_atc:
+        return "ECP above the diagonal (e.g. under-confident)" if atc > 0 else "ECP below the diagonal (e.g. over-confident)"
+    return "miscalibrated: f not uniform (KS), ECP crosses the diagonal"
 
 
 # -- HPD expected coverage -------------------------------------------------------------------------------------
