@@ -31,11 +31,24 @@ def _toy(d: int, n: int, seed: int = 0):
     return Analysis(ForwardModel.from_module(lin, [f"z{i}" for i in range(d)]), GaussianLikelihood(y, C, name="toy")), A, C, y
 
 
+_CONTEXT = {"note": ""}
+
+
 def _row(metric, value, unit, note):
-    return {"benchmark": "truth", "metric": metric, "value": float(value), "unit": unit, "note": note}
+    return {"benchmark": "truth", "metric": metric, "value": float(value), "unit": unit, "note": note + _CONTEXT["note"]}
 
 
 def run(quick: bool = True) -> list[dict]:
+    """Rows of timings; torch runs single-threaded here (like each coverage worker), restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _run(quick)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(quick: bool) -> list[dict]:
     from latentinfer.amortized import simulate, split_data
     from latentinfer.coverage.study import _task_mcmc_vi, _task_npe
     from latentinfer.inference import build_posterior
@@ -44,6 +57,11 @@ def run(quick: bool = True) -> list[dict]:
     d, n = 4, 50
     analysis, A, C, y = _toy(d, n)
     threads = torch.get_num_threads()
+    import os
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    cores = os.cpu_count()
+    _CONTEXT["note"] = f"; machine: {cores} cores, load average {load:.1f} at start"
 
     # NPE training and per-observation latency (10,000 samples)
     nsim = 2000 if quick else 10000
