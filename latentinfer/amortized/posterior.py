@@ -72,12 +72,33 @@ def _build_fn(cfg: dict):
     return classifier_nn(model=model, hidden_features=cfg["hidden_features"], embedding_net_x=_embedding(cfg))
 
 
+class _NullTracker:
+    """sbi's training tracker that records nothing (sbi's default writes TensorBoard logs to ./sbi-logs)."""
+
+    log_dir = ""
+
+    def log_metric(self, name, value, step=None):
+        pass
+
+    def log_metrics(self, metrics, step=None):
+        pass
+
+    def log_params(self, params):
+        pass
+
+    def add_figure(self, name, figure, step=None):
+        pass
+
+    def flush(self):
+        pass
+
+
 def _trainer(cfg: dict, prior, build):
     from sbi.inference import NLE, NPE, NRE
 
     cls = {"npe": NPE, "nle": NLE, "nre": NRE}[cfg["method"]]
     kw = {"density_estimator": build} if cfg["method"] != "nre" else {"classifier": build}
-    return cls(prior=prior, show_progress_bars=False, **kw)
+    return cls(prior=prior, show_progress_bars=False, tracker=_NullTracker(), **kw)
 
 
 def _sbi_posterior(cfg, trainer, estimator):
