@@ -325,6 +325,38 @@ class Analysis:
 
         return get_method("vi").run(self, guide=guide, steps=steps, seed=seed, **settings)
 
+    def with_data(self, data: Mapping[str, Any]) -> "Analysis":
+        """A copy of this analysis whose likelihoods ``{name: data vector (n_data,)}`` observe new data.
+
+        Likelihoods not named keep their data; the forward model and priors are shared (coverage studies and
+        amortized inference run the same program on simulated data this way).
+        """
+        import copy
+
+        unknown = set(data) - set(self.observed_names)
+        if unknown:
+            raise LatentInferError(f"with_data: unknown likelihood(s) {sorted(unknown)} (known: {', '.join(self.observed_names)})")
+        new = copy.copy(self)
+        liks = []
+        for lik in self.likelihoods:
+            if lik.name in data:
+                lik = lik.with_data(data[lik.name]) if hasattr(lik, "with_data") else _replace_data(lik, data[lik.name])
+            liks.append(lik)
+        new.likelihoods = liks
+        return new
+
+    def evidence(self, posterior, method: str = "harmonic", **settings):
+        """ln Z of this program from ``posterior`` samples; see :func:`latentinfer.evidence.compute_evidence`."""
+        from .evidence import compute_evidence
+
+        return compute_evidence(self, posterior, method=method, **settings)
+
+    def train_sbi(self, method: str = "npe", num_simulations: int = 10000, seed: int = 0, **settings):
+        """Train an amortized posterior on simulations of this program; see :func:`latentinfer.amortized.train`."""
+        from .amortized import train
+
+        return train(self, method=method, num_simulations=num_simulations, seed=seed, **settings)
+
     def describe(self) -> dict[str, Any]:
         """Plain description of the program for run records."""
         return {
@@ -333,6 +365,19 @@ class Analysis:
             "likelihoods": {lik.name: {"n_data": lik.n_data, "type": type(lik).__name__} for lik in self.likelihoods},
             "emulator_error": self.emulator_error,
         }
+
+
+def _replace_data(lik: Likelihood, data) -> Likelihood:
+    import copy
+
+    from .likelihoods.base import check_data
+
+    new = copy.deepcopy(lik)
+    vec = check_data(torch.as_tensor(data).detach().reshape(-1), f"with_data: {lik.name}")
+    if vec.shape != lik.data.shape:
+        raise LatentInferError(f"with_data: '{lik.name}' needs a data vector of length {lik.n_data}, got {tuple(vec.shape)}")
+    new.data = vec.to(lik.data.dtype)
+    return new
 
 
 def _marginal(prior, i):

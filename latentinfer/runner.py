@@ -83,7 +83,11 @@ def run_config(cfg: Mapping[str, Any], out: str | os.PathLike, *, scheduler: str
     ckpt = checkpoint_dir(cfg, out)
     post = meth.run(analysis, execution={**execution, "checkpoint_dir": ckpt}, **settings)
     post.attrs["config"] = json.dumps(dict(cfg))
-    summary = write_run(post, cfg, out, wall=time.perf_counter() - t0)
+    extra = {}
+    if cfg.get("evidence"):
+        ev = analysis.evidence(post, method=cfg["evidence"], seed=int(inf.get("seed", 0)))
+        extra["evidence"] = {"ln_z": ev.ln_z, "ln_z_err": ev.ln_z_err, "method": ev.method, "wall_seconds": ev.wall_seconds, "details": ev.details}
+    summary = write_run(post, cfg, out, wall=time.perf_counter() - t0, extra=extra)
     shutil.rmtree(out / ".checkpoints", ignore_errors=True)
     if cfg.get("report", True):
         _write_report(out, analysis)

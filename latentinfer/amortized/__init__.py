@@ -1,0 +1,21 @@
+"""Amortized simulation-based inference (sbi) on the analysis' own Pyro program.
+
+Named ``amortized`` (not ``sbi``) so that it never shadows the sbi package.
+
+>>> # post = Analysis(...).train_sbi("npe", num_simulations=10000).posterior(data_vector)
+"""
+
+from .posterior import SBI_DEFAULTS, SBI_METHODS, AmortizedPosterior, train
+from .simulate import ProgramPrior, check_can_simulate, join_data, simulate, split_data
+
+__all__ = [
+    "AmortizedPosterior",
+    "ProgramPrior",
+    "SBI_DEFAULTS",
+    "SBI_METHODS",
+    "check_can_simulate",
+    "join_data",
+    "simulate",
+    "split_data",
+    "train",
+]
