@@ -164,11 +164,18 @@ def map_tasks(
 
 
 def _start_method() -> str:
-    """``fork`` on Linux (works from notebooks and scripts without a main guard), else ``spawn``;
-    ``$LATENTINFER_MP_START`` overrides."""
+    """``fork`` on Linux (works from notebooks and scripts without a main guard), else ``spawn``.
+
+    Once JAX is imported (harmonic's evidence) the process is multithreaded in a way that ``fork`` can deadlock,
+    so ``spawn`` is used then. ``$LATENTINFER_MP_START`` overrides.
+    """
+    import sys
+
     env = os.environ.get("LATENTINFER_MP_START")
     if env:
         return env
+    if "jax" in sys.modules:
+        return "spawn"
     return "fork" if "fork" in mp.get_all_start_methods() and os.uname().sysname == "Linux" else "spawn"
 
 

@@ -178,18 +178,20 @@ def _kill_and_resume(cmd: list[str], out: Path, watch: str, tmp_path: Path) -> N
                 _assert_same(Posterior.from_netcdf(f), Posterior.from_netcdf(g))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(_absent("latentinfer.simulate"), reason="latentinfer.simulate is not merged yet (branch ive)")
 def test_simulate_killed_and_restarted_gives_same_corpus(tmp_path):
     # a few hundred CAMB spectra in chunks: kill after the first chunk is checkpointed
-    cmd = [PYTHON, "-m", "latentinfer", "simulate", "--n", "64", "--seed", "5", "--chunk", "8"]
+    cmd = [PYTHON, "-m", "latentinfer", "simulate", "--model", "lcdm", "--n", "8", "--seed", "5", "--chunk", "2", "--workers", "1"]
     _kill_and_resume(cmd, tmp_path / "sims", "*.npz", tmp_path)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(_absent("latentinfer.coverage"), reason="latentinfer.coverage is not merged yet (branch truth)")
 def test_coverage_killed_and_restarted_gives_same_study(tmp_path):
     problem = make_linear_problem(tmp_path)
     cfg_path = write_config(tmp_path / "run.yaml", problem, chains=1, warmup=50, draws=100)
-    cmd = [PYTHON, "-m", "latentinfer", "coverage", str(cfg_path), "--n", "12", "--seed", "2"]
+    cmd = [PYTHON, "-m", "latentinfer", "coverage", str(cfg_path), "--method", "nuts", "--n", "20", "--seed", "2", "--workers", "1"]
     _kill_and_resume(cmd, tmp_path / "cov", "*.npz", tmp_path)
 
 

@@ -18,6 +18,9 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the simulated data sets and of NPE training")
     p.add_argument("--draws", type=int, default=100, help="posterior draws kept per run (SBC rank resolution)")
     p.add_argument("--simulations", type=int, default=10000, help="NPE training simulations")
+    from ..execution import add_backend_arguments
+
+    add_backend_arguments(p)
     p.set_defaults(func=_coverage)
 
 
@@ -25,9 +28,17 @@ def _coverage(args) -> int:
     from ..config import load_config
     from ..coverage.study import run_coverage
 
+    from ..execution import backend_from
+
     cfg = load_config(args.config)
+    backend = backend_from(cfg, args)
+    if backend["backend"] == "slurm":
+        from ..errors import ConfigError
+
+        raise ConfigError("coverage: cluster.slurm is not supported here yet; start the cluster and pass --scheduler")
     rec = run_coverage(
-        cfg, args.method, args.n, args.out, workers=args.workers, seed=args.seed, num_draws=args.draws, num_simulations=args.simulations
+        cfg, args.method, args.n, args.out, workers=args.workers, seed=args.seed, num_draws=args.draws,
+        num_simulations=args.simulations, backend=backend["backend"], scheduler=backend.get("scheduler"),
     )
     for name, v in rec["diagnostics"].items():
         print(f"{name:5s} {'PASS' if v['pass'] else 'FAIL'}")
