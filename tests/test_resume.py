@@ -153,7 +153,7 @@ def _kill_and_resume(cmd: list[str], out: Path, watch: str, tmp_path: Path) -> N
     ref = tmp_path / "reference"
     done = subprocess.run(cmd + ["--out", str(ref)], env=env(), capture_output=True, timeout=300)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
-    proc = subprocess.Popen(cmd + ["--out", str(out)], env=env(), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd + ["--out", str(out)], env=env(), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         t0 = time.monotonic()
         while not list(out.rglob(watch)):
