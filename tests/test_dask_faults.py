@@ -155,3 +155,42 @@ def test_bad_cluster_config_is_one_clear_error(tmp_path, capsys):
         assert main(["run", str(cfg_path), "--out", str(tmp_path / "o")]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "cluster" in err[0] and word in err[0], err
+
+
+@pytest.mark.slow
+def test_coverage_study_survives_a_killed_worker_with_identical_results(cluster, tmp_path):
+    """The issue's case: a small coverage study (NUTS on 20 simulated data sets) through the two workers, one
+    SIGKILLed mid-study; every run finishes and each run's result equals that of a local study."""
+    problem = make_linear_problem(tmp_path)
+    cfg_path = write_config(tmp_path / "cov.yaml", problem, chains=1, warmup=30, draws=60, seed=3, jit=False)
+    base = [PYTHON, "-m", "latentinfer", "coverage", str(cfg_path), "--method", "nuts", "--n", "20", "--seed", "4", "--draws", "50"]
+    out = tmp_path / "cov-dask"
+    study = subprocess.Popen(base + ["--out", str(out), "--scheduler", cluster["address"]], env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        client, killed = cluster["client"], None
+        t0 = time.monotonic()
+        while killed is None:
+            assert study.poll() is None, f"study ended before a worker could be killed: {study.communicate()[1].decode()[-2000:]}"
+            assert time.monotonic() - t0 < 120, "no coverage run finished on the cluster in time"
+            done = list((out / "checkpoints").glob("*.npz")) if (out / "checkpoints").is_dir() else []
+            if 2 <= len(done) <= 12:
+                busy = [w for w, keys in client.processing().items() if keys and w in cluster["workers"]]
+                if busy:
+                    killed = busy[0]
+                    cluster["workers"][killed].send_signal(signal.SIGKILL)
+            time.sleep(0.05)
+        _, err = study.communicate(timeout=300)
+        assert study.returncode == 0, err.decode()[-3000:]
+    finally:
+        _stop(study)
+        if study.stderr is not None:
+            study.stderr.close()
+    local = subprocess.run(base + ["--out", str(tmp_path / "cov-local"), "--workers", "1"], env=env(), capture_output=True, timeout=600)
+    assert local.returncode == 0, local.stderr.decode()[-2000:]
+    ref = sorted((tmp_path / "cov-local" / "checkpoints").glob("*.npz"))
+    assert len(ref) == 20
+    for f in ref:
+        g = out / "checkpoints" / f.name
+        with np.load(f) as x, np.load(g) as y:
+            for k in x.files:
+                np.testing.assert_array_equal(x[k], y[k], err_msg=f"{f.name}/{k}")
