@@ -18,7 +18,7 @@ from torch.distributions import biject_to
 from .errors import ConfigError, LatentInferError
 from .forward import ForwardModel
 from .likelihoods.base import Likelihood
-from .priors import check_spec, fixed_value, is_fixed, to_distribution
+from .priors import centre, check_spec, fixed_value, is_fixed, to_distribution
 
 __all__ = ["Analysis"]
 
@@ -129,7 +129,7 @@ class Analysis:
             theory0 = self.forward(z0)
         out = []
         for lik in liks:
-            nuis0 = {n: torch.tensor(_centre(b.prior, i), dtype=self.dtype) for b in lik.nuisance for i, n in enumerate(b.names)}
+            nuis0 = {n: torch.tensor(centre(b.prior, i), dtype=self.dtype) for b in lik.nuisance for i, n in enumerate(b.names)}
             extra = lik.data_space_covariance(self.forward.error_cov, theory0, nuis0)
             out.append(lik.with_extra_covariance(extra))
         return out
@@ -383,14 +383,3 @@ def _replace_data(lik: Likelihood, data) -> Likelihood:
 def _marginal(prior, i):
     mean, cov = prior["mvnormal"]
     return {"normal": [float(mean[i]), float(cov[i][i]) ** 0.5]}
-
-
-def _centre(prior, i):
-    (kind, args), = prior.items()
-    if kind == "mvnormal":
-        return float(args[0][i])
-    if kind == "fixed":
-        return float(args)
-    if kind == "normal":
-        return float(args[0])
-    return 0.5 * (float(args[0]) + float(args[1]))

@@ -21,7 +21,7 @@ import torch
 
 from .errors import ConfigError
 
-__all__ = ["PriorSpec", "check_spec", "to_distribution", "is_fixed", "fixed_value", "describe"]
+__all__ = ["PriorSpec", "check_spec", "to_distribution", "is_fixed", "fixed_value", "describe", "centre"]
 
 PriorSpec = Any  # dict, str or pyro Distribution
 _KINDS = {"normal": 2, "uniform": 2, "fixed": None, "mvnormal": 2}
@@ -99,3 +99,15 @@ def describe(spec: PriorSpec) -> str:
     if kind == "fixed":
         return f"= {args:g}"
     return kind
+
+
+def centre(spec: PriorSpec, i: int = 0) -> float:
+    """The centre of a spec (mean, fixed value, or middle of a uniform); ``i`` picks a member of an mvnormal block."""
+    (kind, args), = spec.items()
+    if kind == "mvnormal":
+        return float(args[0][i])
+    if kind == "fixed":
+        return float(args)
+    if kind == "normal":
+        return float(args[0])
+    return 0.5 * (float(args[0]) + float(args[1]))

@@ -14,6 +14,7 @@ import math
 import yaml
 
 from ..errors import ConfigError
+from ..priors import centre
 
 __all__ = ["register", "evaluate"]
 
@@ -37,17 +38,6 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
     return out
 
 
-def _centre(prior, i: int) -> float:
-    (kind, args), = prior.items()
-    if kind == "mvnormal":
-        return float(args[0][i])
-    if kind == "fixed":
-        return float(args)
-    if kind == "normal":
-        return float(args[0])
-    return 0.5 * (float(args[0]) + float(args[1]))
-
-
 def evaluate(name: str, theory_path: str, nuisance: dict[str, float] | None = None, options: dict | None = None) -> dict:
     """``{"loglike", "chi2", "n_data"}`` of likelihood ``name`` at the theory file, in float64."""
     import torch
@@ -68,7 +58,7 @@ def evaluate(name: str, theory_path: str, nuisance: dict[str, float] | None = No
     values = {}
     for block in lik.nuisance:
         for i, n in enumerate(block.names):
-            values[n] = torch.tensor(given.get(n, _centre(block.prior, i)), dtype=torch.float64)
+            values[n] = torch.tensor(given.get(n, centre(block.prior, i)), dtype=torch.float64)
     with torch.no_grad():
         chi2 = float(lik.chi2(to_tensors(theory), values))
     if not math.isfinite(chi2):
