@@ -130,7 +130,10 @@ class Posterior:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         try:
+            from .io import default_mode
+
             self.idata.to_netcdf(tmp, engine="h5netcdf")
+            os.chmod(tmp, default_mode())
             os.replace(tmp, path)
         finally:
             Path(tmp).unlink(missing_ok=True)
