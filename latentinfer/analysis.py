@@ -18,7 +18,7 @@ from torch.distributions import biject_to
 from .errors import ConfigError, LatentInferError
 from .forward import ForwardModel
 from .likelihoods.base import Likelihood
-from .priors import centre, check_spec, fixed_value, is_fixed, to_distribution
+from .priors import centre, check_spec, fixed_value, is_fixed, restrict, to_distribution
 
 __all__ = ["Analysis"]
 
@@ -39,7 +39,9 @@ class Analysis:
         for all (``{"normal": [0, 2]}``), or a mapping ``{name: spec}``.
     priors : mapping, optional
         Per-parameter overrides, for inputs and nuisances alike (``{"tau": {"normal": [0.0544, 0.0073]}}``,
-        ``{"A_planck": {"fixed": 1.0}}``). An unknown name is an error.
+        ``{"A_planck": {"fixed": 1.0}}``). An unknown name is an error. Priors on inputs with
+        :attr:`~latentinfer.ForwardModel.bounds` (a physical-space emulator's training box) are restricted to
+        them: a normal becomes a truncnormal on the box, a uniform is intersected with it.
     emulator_error : bool
         Add the forward model's :attr:`~latentinfer.ForwardModel.error_cov`, projected into each
         likelihood's data space, to that likelihood's covariance.
@@ -90,6 +92,8 @@ class Analysis:
                 raise ConfigError(f"priors: unknown parameter '{key}' (known: {', '.join(self.input_names + nuisance_names)})")
             self.overrides[key] = check_spec(spec, key)
         self._prior.update({k: v for k, v in self.overrides.items() if k in self.input_names})
+        for name, (lo, hi) in self.forward.bounds.items():  # no prior mass where the model extrapolates
+            self._prior[name] = restrict(self._prior[name], lo, hi, name)
         self.emulator_error = emulator_error
 
     # -- set-up ----------------------------------------------------------------------------------------------

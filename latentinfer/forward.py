@@ -43,6 +43,9 @@ class ForwardModel(torch.nn.Module):
         e.g. the uniform box of a training corpus for physical parameters.
     error_cov : mapping of str to tensor, optional
         The model's own error as a covariance per output, ``{name: (n_name, n_name)}`` in output units.
+    bounds : mapping of str to (low, high), optional
+        Where the model is valid (an emulator's training box). :class:`~latentinfer.Analysis` restricts every prior
+        on these inputs to the box, so that no prior mass lies where the model extrapolates.
     meta : mapping, optional
         Free-form description (bundle card, units) carried into run outputs.
     """
@@ -55,6 +58,7 @@ class ForwardModel(torch.nn.Module):
         output_name: str = "y",
         default_priors: Mapping[str, Any] | None = None,
         error_cov: Mapping[str, torch.Tensor] | None = None,
+        bounds: Mapping[str, Sequence[float]] | None = None,
         meta: Mapping[str, Any] | None = None,
     ):
         super().__init__()
@@ -68,6 +72,14 @@ class ForwardModel(torch.nn.Module):
         self.output_name = output_name
         self.default_priors = dict(default_priors or {})
         self.error_cov = dict(error_cov) if error_cov is not None else None
+        self.bounds = {}
+        for key, pair in (bounds or {}).items():
+            if key not in names:
+                raise LatentInferError(f"bounds: unknown input '{key}' (inputs: {', '.join(names)})")
+            lo, hi = (float(x) for x in pair)
+            if not lo < hi:
+                raise LatentInferError(f"bounds of '{key}' need low < high, got [{lo}, {hi}]")
+            self.bounds[key] = (lo, hi)
         self.meta = dict(meta or {})
 
     @classmethod

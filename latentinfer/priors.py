@@ -4,6 +4,7 @@ A spec is one of::
 
     {"normal": [mean, sd]}            # Gaussian
     {"uniform": [low, high]}          # flat on [low, high]
+    {"truncnormal": [mean, sd, low, high]}  # Gaussian restricted to [low, high] (renormalised)
     {"fixed": value}                  # not sampled: the parameter is held at value
     "standard_normal"                 # N(0, 1), the IVE prior on a latent
     {"mvnormal": [mean_vector, cov]}  # a correlated Gaussian block (nuisance blocks only)
@@ -21,10 +22,74 @@ import torch
 
 from .errors import ConfigError
 
-__all__ = ["PriorSpec", "check_spec", "to_distribution", "is_fixed", "fixed_value", "describe", "centre"]
+__all__ = [
+    "PriorSpec", "TruncatedNormal", "check_spec", "to_distribution", "is_fixed", "fixed_value", "describe", "centre",
+    "restrict", "moments",
+]
 
 PriorSpec = Any  # dict, str or pyro Distribution
-_KINDS = {"normal": 2, "uniform": 2, "fixed": None, "mvnormal": 2}
+_KINDS = {"normal": 2, "uniform": 2, "fixed": None, "mvnormal": 2, "truncnormal": 4}
+
+
+class TruncatedNormal(dist.TorchDistribution):
+    """N(loc, scale) restricted to [low, high] and renormalised; sampled by inverse CDF (reparametrised).
+
+    Its support is an interval, so NUTS and VI work in the unconstrained space through the usual logit-type
+    bijection and never propose values outside [low, high].
+    """
+
+    arg_constraints = {"loc": dist.constraints.real, "scale": dist.constraints.positive}
+    has_rsample = True
+
+    def __init__(self, loc, scale, low, high, validate_args=None):
+        self.loc, self.scale, self.low, self.high = torch.broadcast_tensors(
+            *(torch.as_tensor(x, dtype=torch.as_tensor(loc).dtype) for x in (loc, scale, low, high))
+        )
+        self._base = dist.Normal(self.loc, self.scale)
+        self._cdf_low = self._base.cdf(self.low)
+        self._mass = (self._base.cdf(self.high) - self._cdf_low).clamp_min(torch.finfo(self.loc.dtype).tiny)
+        super().__init__(self.loc.shape, validate_args=validate_args)
+
+    @dist.constraints.dependent_property(is_discrete=False, event_dim=0)
+    def support(self):
+        return dist.constraints.interval(self.low, self.high)
+
+    def expand(self, batch_shape, _instance=None):
+        shape = torch.Size(batch_shape)
+        return TruncatedNormal(self.loc.expand(shape), self.scale.expand(shape), self.low.expand(shape), self.high.expand(shape))
+
+    def rsample(self, sample_shape=torch.Size()):
+        shape = self._extended_shape(sample_shape)
+        u = torch.rand(shape, dtype=self.loc.dtype, device=self.loc.device)
+        tiny = torch.finfo(self.loc.dtype).eps
+        p = (self._cdf_low + u * self._mass).clamp(tiny, 1 - tiny)
+        return torch.clamp(self._base.icdf(p), self.low, self.high)
+
+    def log_prob(self, value):
+        inside = (value >= self.low) & (value <= self.high)
+        lp = self._base.log_prob(value) - self._mass.log()
+        return torch.where(inside, lp, torch.full_like(lp, -math.inf))
+
+    @property
+    def mean(self):
+        m, _ = _truncnorm_moments(self.loc, self.scale, self.low, self.high)
+        return m
+
+    @property
+    def variance(self):
+        _, v = _truncnorm_moments(self.loc, self.scale, self.low, self.high)
+        return v
+
+
+def _truncnorm_moments(loc, scale, low, high):
+    """Mean and variance of N(loc, scale) truncated to [low, high] (closed form)."""
+    std = dist.Normal(torch.zeros_like(loc), torch.ones_like(loc))
+    a, b = (low - loc) / scale, (high - loc) / scale
+    pa, pb = std.log_prob(a).exp(), std.log_prob(b).exp()
+    z = std.cdf(b) - std.cdf(a)
+    mean = loc + scale * (pa - pb) / z
+    var = scale**2 * (1 + (a * pa - b * pb) / z - ((pa - pb) / z) ** 2)
+    return mean, var
 
 
 def check_spec(spec: PriorSpec, name: str) -> PriorSpec:
@@ -35,17 +100,29 @@ def check_spec(spec: PriorSpec, name: str) -> PriorSpec:
         return {"normal": [0.0, 1.0]}
     if not isinstance(spec, dict) or len(spec) != 1:
         raise ConfigError(
-            f"prior of '{name}' must be one of {{normal: [mean, sd]}}, {{uniform: [low, high]}}, {{fixed: value}}; got {spec!r}"
+            f"prior of '{name}' must be one of {{normal: [mean, sd]}}, {{uniform: [low, high]}}, "
+            f"{{truncnormal: [mean, sd, low, high]}}, {{fixed: value}}; got {spec!r}"
         )
     (kind, args), = spec.items()
     if kind not in _KINDS:
-        raise ConfigError(f"prior of '{name}': unknown kind '{kind}' (use normal, uniform or fixed)")
+        raise ConfigError(f"prior of '{name}': unknown kind '{kind}' (use normal, uniform, truncnormal or fixed)")
     if kind == "fixed":
         if not _is_number(args):
             raise ConfigError(f"prior of '{name}': fixed needs a finite number, got {args!r}")
         return {"fixed": float(args)}
     if kind == "mvnormal":
         return spec
+    if kind == "truncnormal":
+        if not isinstance(args, (list, tuple)) or len(args) != 4 or not all(_is_number(a) for a in args):
+            raise ConfigError(f"prior of '{name}': truncnormal needs [mean, sd, low, high] (four finite numbers), got {args!r}")
+        m, sd, lo, hi = (float(a) for a in args)
+        if not sd > 0:
+            raise ConfigError(f"prior of '{name}': truncnormal sd must be > 0, got {sd}")
+        if not hi > lo:
+            raise ConfigError(f"prior of '{name}': truncnormal needs low < high, got [{lo}, {hi}]")
+        if _normal_mass(m, sd, lo, hi) < 1e-12:
+            raise ConfigError(f"prior of '{name}': N({m:g}, {sd:g}) has no mass on [{lo:g}, {hi:g}]")
+        return {"truncnormal": [m, sd, lo, hi]}
     if not isinstance(args, (list, tuple)) or len(args) != 2 or not all(_is_number(a) for a in args):
         raise ConfigError(f"prior of '{name}': {kind} needs a list of two finite numbers, got {args!r}")
     a, b = float(args[0]), float(args[1])
@@ -66,6 +143,52 @@ def _is_number(x: Any) -> bool:
         return False
 
 
+def _normal_mass(m: float, sd: float, lo: float, hi: float) -> float:
+    phi = lambda x: 0.5 * math.erfc(-(x - m) / (sd * math.sqrt(2.0)))  # noqa: E731
+    return phi(hi) - phi(lo)
+
+
+def restrict(spec: PriorSpec, low: float, high: float, name: str) -> PriorSpec:
+    """The (checked) spec ``spec`` with its support restricted to ``[low, high]``: a normal becomes a truncnormal,
+    a uniform or truncnormal is intersected with the interval, a fixed value must lie inside it.
+
+    Used for inputs of a model that is only valid on a box (an emulator's training range): no prior mass is left
+    where the model extrapolates. Raises :class:`ConfigError` when nothing of the prior is left."""
+    if isinstance(spec, dist.Distribution):
+        return spec
+    (kind, args), = spec.items()
+    where = f"prior of '{name}'"
+    box = f"the model's valid range [{low:g}, {high:g}]"
+    if kind == "fixed":
+        if not low <= float(args) <= high:
+            raise ConfigError(f"{where}: fixed value {float(args):g} lies outside {box}")
+        return spec
+    if kind == "normal":
+        if _normal_mass(float(args[0]), float(args[1]), low, high) < 1e-6:
+            raise ConfigError(f"{where}: N({float(args[0]):g}, {float(args[1]):g}) has almost no mass inside {box}")
+        return check_spec({"truncnormal": [args[0], args[1], low, high]}, name)
+    if kind in ("uniform", "truncnormal"):
+        lo, hi = max(float(args[-2]), low), min(float(args[-1]), high)
+        if not lo < hi:
+            raise ConfigError(f"{where}: [{float(args[-2]):g}, {float(args[-1]):g}] does not overlap {box}")
+        return check_spec({kind: [*args[:-2], lo, hi]}, name)
+    return spec
+
+
+def moments(spec: PriorSpec) -> tuple[float, float]:
+    """Mean and variance of a univariate spec (normal, uniform, truncnormal)."""
+    (kind, args), = spec.items()
+    if kind == "normal":
+        return float(args[0]), float(args[1]) ** 2
+    if kind == "uniform":
+        lo, hi = float(args[0]), float(args[1])
+        return 0.5 * (lo + hi), (hi - lo) ** 2 / 12.0
+    if kind == "truncnormal":
+        m, v = _truncnorm_moments(*(torch.tensor(float(a), dtype=torch.float64) for a in args))
+        return float(m), float(v)
+    raise ConfigError(f"prior kind '{kind}' has no univariate moments")
+
+
 def is_fixed(spec: PriorSpec) -> bool:
     return isinstance(spec, dict) and "fixed" in spec
 
@@ -79,11 +202,14 @@ def to_distribution(spec: PriorSpec, dtype: torch.dtype = torch.float64) -> dist
     if isinstance(spec, dist.Distribution):
         return spec
     (kind, args), = spec.items()
-    a, b = (torch.tensor(float(x), dtype=dtype) for x in args)
+    a, b = (torch.tensor(float(x), dtype=dtype) for x in args[:2])
     if kind == "normal":
         return dist.Normal(a, b)
     if kind == "uniform":
         return dist.Uniform(a, b)
+    if kind == "truncnormal":
+        lo, hi = (torch.tensor(float(x), dtype=dtype) for x in args[2:])
+        return TruncatedNormal(a, b, lo, hi)
     raise ConfigError(f"prior kind '{kind}' cannot be used for a single parameter")
 
 
@@ -98,6 +224,8 @@ def describe(spec: PriorSpec) -> str:
         return f"U({args[0]:g}, {args[1]:g})"
     if kind == "fixed":
         return f"= {args:g}"
+    if kind == "truncnormal":
+        return f"N({args[0]:g}, {args[1]:g}) on [{args[2]:g}, {args[3]:g}]"
     return kind
 
 
@@ -110,4 +238,6 @@ def centre(spec: PriorSpec, i: int = 0) -> float:
         return float(args)
     if kind == "normal":
         return float(args[0])
+    if kind == "truncnormal":
+        return moments(spec)[0]
     return 0.5 * (float(args[0]) + float(args[1]))

@@ -78,6 +78,9 @@ def test_physical_model_priors_and_emulate(bundle):
     data = torch.as_tensor(spec["TT"][28:128])
     lik = TTSlice(data, torch.diag((0.05 * data) ** 2), name="tt")
     an = li.Analysis(phys, lik, priors={"tau": {"normal": [0.0544, 0.0073]}})
+    lo, hi = phys.bounds["tau"]  # the Gaussian is cut to the training box: no mass where the emulator extrapolates
+    assert an.prior_of("tau") == {"truncnormal": [0.0544, 0.0073, lo, hi]}
+    assert phys.bounds["H0"] == (63.5, 71.5)
     draws = an.sample_prior(200, seed=1)
     tau, h0 = draws["tau"].numpy(), draws["H0"].numpy()
     assert abs(tau.mean() - 0.0544) < 4 * 0.0073 / np.sqrt(200) and abs(tau.std() - 0.0073) < 0.002

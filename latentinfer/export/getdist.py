@@ -31,8 +31,8 @@ def prior_ranges(post) -> dict[str, tuple[float | None, float | None]]:
     out = {}
     for name in post.parameter_names:
         spec = specs.get(name)
-        if isinstance(spec, dict) and "uniform" in spec:
-            lo, hi = spec["uniform"]
+        if isinstance(spec, dict) and ("uniform" in spec or "truncnormal" in spec):
+            lo, hi = (spec.get("uniform") or spec["truncnormal"])[-2:]
             out[name] = (float(lo), float(hi))
         else:
             out[name] = (None, None)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..priors import fixed_value, is_fixed
+from ..priors import centre, fixed_value, is_fixed
 from .base import TensionInputs
 
 __all__ = ["attribute", "parameter_shifts", "eigen_modes", "data_space", "ELL_BANDS"]
@@ -90,10 +90,8 @@ def _value_at(analysis, post_means: Mapping[str, float], name: str) -> float:
     if name in post_means:
         return float(post_means[name])
     (kind, args), = spec.items() if isinstance(spec, Mapping) else (("normal", [0.0, 1.0]),)
-    if kind == "normal":
-        return float(args[0])
-    if kind == "uniform":
-        return 0.5 * (float(args[0]) + float(args[1]))
+    if kind in ("normal", "uniform", "truncnormal"):
+        return centre(spec)
     if kind == "mvnormal":
         block = [n for b in analysis._nuisance_blocks for n in b.names if name in b.names]
         return float(args[0][block.index(name)])

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import LatentInferError
+from ..priors import moments
 from .base import TensionInputs
 
 __all__ = ["prepare_inputs", "prior_covariance", "model_identity", "input_parameters"]
@@ -72,7 +73,7 @@ def _block_index(specs: Mapping[str, Any], name: str) -> tuple[list[str], int]:
 def prior_covariance(post, names: Sequence[str]) -> np.ndarray | None:
     """Prior covariance ``(d, d)`` of ``names`` from the prior specs recorded in the posterior attrs ``program``.
 
-    normal ``[m, s]`` -> ``s^2``; uniform ``[lo, hi]`` -> ``(hi - lo)^2 / 12``; mvnormal blocks keep their
+    normal ``[m, s]`` -> ``s^2``; uniform ``[lo, hi]`` -> ``(hi - lo)^2 / 12``; truncnormal its exact variance; mvnormal blocks keep their
     correlations. None when a spec is missing or is not one of these.
     """
     specs = _prior_specs(post)
@@ -83,10 +84,8 @@ def prior_covariance(post, names: Sequence[str]) -> np.ndarray | None:
         if not isinstance(spec, Mapping) or len(spec) != 1:
             return None
         (kind, args), = spec.items()
-        if kind == "normal":
-            cov[i, i] = float(args[1]) ** 2
-        elif kind == "uniform":
-            cov[i, i] = (float(args[1]) - float(args[0])) ** 2 / 12.0
+        if kind in ("normal", "uniform", "truncnormal"):
+            cov[i, i] = moments(spec)[1]
         elif kind == "mvnormal":
             block, k = _block_index(specs, name)
             bcov = np.asarray(args[1], dtype=float)
