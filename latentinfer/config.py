@@ -44,6 +44,7 @@ INFERENCE_DEFAULTS: dict[str, tuple[Any, type | tuple[type, ...]]] = {
     "parallel": (True, bool),
     "target_accept": (0.8, float),
     "max_tree_depth": (10, int),
+    "dense_mass": (True, bool),
     "walkers": (32, int),
     "guide": ("multivariate_normal", str),
     "steps": (3000, int),

@@ -55,9 +55,11 @@ def _drive(analysis, chain, seed, s, state_path) -> dict:
         ignore_jit_warnings=True,
         target_accept_prob=s["target_accept"],
         max_tree_depth=s["max_tree_depth"],
+        full_mass=s["dense_mass"],
     )
     warmup, n_draws = s["warmup"], s["draws"]
-    meta = {"seed": int(seed), "chain": int(chain), "warmup_steps": int(warmup), "num_draws": int(n_draws)}
+    meta = {"seed": int(seed), "chain": int(chain), "warmup_steps": int(warmup), "num_draws": int(n_draws),
+            "dense_mass": bool(s["dense_mass"])}
     state = load_chain_state(state_path) if state_path is not None else None
     if state is not None and any(state["info"].get(k) != v for k, v in meta.items()):
         state = None  # a state from other settings: start afresh
@@ -109,7 +111,9 @@ _run_chain = run_chain
 @register_method
 class NUTSMethod(InferenceMethod):
     name = "nuts"
-    settings = ("chains", "warmup", "draws", "seed", "jit", "parallel", "target_accept", "max_tree_depth", "progress")
+    settings = (
+        "chains", "warmup", "draws", "seed", "jit", "parallel", "target_accept", "max_tree_depth", "dense_mass", "progress",
+    )
 
     def _run(self, analysis, **s):
         seeds = chain_seeds(s["seed"], s["chains"])

@@ -4,7 +4,7 @@ For each held-out corpus row, the CAMB spectra and the emulated ones (encode -> 
 row's parameters) are binned as plik_lite does (``C_b = sum_l w_l C_l`` with C_l = 2 pi D_l / (l(l+1)), bins
 ell 30-2508 for TT (215), 30-1996 for TE and EE (199 each)) and compared with ``dchi2 = r^T C^-1 r``, r the
 binned difference (613 values). The binning and covariance are read from the plik_lite files following
-``/work/shared/data/cmb/planck2018_plik_lite/PROVENANCE.md`` (``run_accuracy`` computes, ``check_accuracy``
+``likelihoods/planck2018-plik-lite/PROVENANCE.md`` (the vendored likelihood folder) (``run_accuracy`` computes, ``check_accuracy``
 judges against the goal: median < 0.05, 99th percentile < 0.5).
 """
 
@@ -22,7 +22,16 @@ from ..errors import DataError
 __all__ = ["PlikLiteBinning", "load_plik_lite_binning", "dchi2", "run_accuracy", "check_accuracy", "bundle_accuracy", "GOAL",
            "PLIK_LITE_DIR"]
 
-PLIK_LITE_DIR = Path(os.environ.get("LATENTINFER_PLIK_LITE", "/work/shared/data/cmb/planck2018_plik_lite"))
+def _plik_lite_dir() -> Path:
+    """The vendored ``likelihoods/planck2018-plik-lite`` folder (or ``$LATENTINFER_PLIK_LITE``)."""
+    if os.environ.get("LATENTINFER_PLIK_LITE"):
+        return Path(os.environ["LATENTINFER_PLIK_LITE"])
+    from ..paths import resolve
+
+    return resolve("likelihoods", "planck2018-plik-lite")
+
+
+PLIK_LITE_DIR = _plik_lite_dir()
 GOAL = {"median": 0.05, "p99": 0.5}
 _N_BINS = {"TT": 215, "TE": 199, "EE": 199}
 
