@@ -60,10 +60,15 @@ class TruncatedNormal(dist.TorchDistribution):
 
     def rsample(self, sample_shape=torch.Size()):
         shape = self._extended_shape(sample_shape)
-        u = torch.rand(shape, dtype=self.loc.dtype, device=self.loc.device)
+        return self.icdf(torch.rand(shape, dtype=self.loc.dtype, device=self.loc.device))
+
+    def icdf(self, value):
         tiny = torch.finfo(self.loc.dtype).eps
-        p = (self._cdf_low + u * self._mass).clamp(tiny, 1 - tiny)
+        p = (self._cdf_low + value * self._mass).clamp(tiny, 1 - tiny)
         return torch.clamp(self._base.icdf(p), self.low, self.high)
+
+    def cdf(self, value):
+        return ((self._base.cdf(value) - self._cdf_low) / self._mass).clamp(0.0, 1.0)
 
     def log_prob(self, value):
         inside = (value >= self.low) & (value <= self.high)

@@ -30,6 +30,9 @@ def test_truncnormal_density_and_moments_match_scipy():
     inside = np.isfinite(ref)
     np.testing.assert_allclose(got[inside], ref[inside], rtol=1e-10)
     assert np.all(np.isneginf(got[~inside]))
+    q = np.array([0.01, 0.3, 0.5, 0.99])
+    np.testing.assert_allclose(d.icdf(torch.as_tensor(q)).numpy(), _scipy(*ARGS).ppf(q), rtol=1e-9)
+    np.testing.assert_allclose(d.cdf(torch.as_tensor(x)).numpy(), _scipy(*ARGS).cdf(x), atol=1e-12)
     m, v = moments({"truncnormal": list(ARGS)})
     assert m == pytest.approx(_scipy(*ARGS).mean(), rel=1e-10) and v == pytest.approx(_scipy(*ARGS).var(), rel=1e-9)
 
