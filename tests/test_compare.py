@@ -42,7 +42,11 @@ def test_run_records_evidence_and_compare(tmp_path, capsys):
 def test_compare_bad_input(tmp_path, capsys):
     (tmp_path / "norun").mkdir()
     assert main(["compare", str(tmp_path / "norun"), str(tmp_path / "norun")]) == 2
-    assert "no summary.json" in capsys.readouterr().err
+    assert "missing file: " in capsys.readouterr().err
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "summary.json").write_text("{not json")
+    assert main(["compare", str(tmp_path / "bad"), str(tmp_path / "bad")]) == 2
+    assert "corrupt file " in capsys.readouterr().err
     write_json(tmp_path / "noev" / "summary.json", {"method": "nuts"})
     assert main(["compare", str(tmp_path / "noev"), str(tmp_path / "noev")]) == 2
     assert "has no evidence; rerun with 'evidence: harmonic'" in capsys.readouterr().err

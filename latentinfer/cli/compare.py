@@ -7,6 +7,7 @@ config). ln B_AB = ln Z_A - ln Z_B; its error adds the two runs' errors in quadr
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from ..errors import LatentInferError
@@ -21,20 +22,19 @@ def register(sub) -> None:
 
 
 def read_evidence(run: str | Path):
-    """The :class:`~latentinfer.evidence.EvidenceResult` recorded in ``run/summary.json``."""
+    """The :class:`~latentinfer.evidence.EvidenceResult` recorded in ``run/summary.json``, and the summary."""
     from ..evidence import EvidenceResult
+    from ..rundir import read_evidence as _evidence_entry
+    from ..rundir import read_json_file
 
     path = Path(run) / "summary.json"
-    if not path.is_file():
-        raise LatentInferError(f"compare: no summary.json in {run} (is it a run folder?)")
-    try:
-        summary = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise LatentInferError(f"compare: cannot read {path}: {exc}") from None
-    ev = summary.get("evidence") if isinstance(summary, dict) else None
-    if not isinstance(ev, dict) or ev.get("ln_z") is None or ev.get("ln_z_err") is None:
+    summary = read_json_file(path)  # "missing file: .../summary.json" or "corrupt file ..."
+    if not isinstance(summary, dict):
+        raise LatentInferError(f"corrupt file {path}: expected a JSON object")
+    ev = _evidence_entry(summary.get("evidence"), str(path))
+    if ev is None or not math.isfinite(ev["ln_z_err"]):
         raise LatentInferError(f"compare: {path} has no evidence; rerun with 'evidence: harmonic' in the config")
-    return EvidenceResult(float(ev["ln_z"]), float(ev["ln_z_err"]), str(ev.get("method", "?"))), summary
+    return EvidenceResult(ev["ln_z"], ev["ln_z_err"], str(ev.get("method", "?"))), summary
 
 
 def _compare(args) -> int:
