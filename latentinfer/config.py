@@ -45,6 +45,7 @@ INFERENCE_DEFAULTS: dict[str, tuple[Any, type | tuple[type, ...]]] = {
     "target_accept": (0.8, float),
     "max_tree_depth": (10, int),
     "dense_mass": (True, bool),
+    "init": ("laplace", str),
     "walkers": (32, int),
     "guide": ("multivariate_normal", str),
     "steps": (3000, int),
@@ -142,6 +143,7 @@ def validate_config(raw: Any, source: str = "config") -> dict:
 
     _choice(inf["method"], available_methods(), "method", inf_where)
     _choice(inf["guide"], ("normal", "multivariate_normal", "flow"), "guide", inf_where)
+    _choice(inf["init"], ("laplace", "prior"), "init", inf_where)
     for key in ("chains", "draws", "walkers", "steps", "num_samples", "thin"):
         if inf[key] < 1:
             raise ConfigError(f"{inf_where}: key '{key}' must be >= 1, got {inf[key]}")

@@ -30,6 +30,8 @@ def _run_cli(cfg, tmp_path, capsys):
         (lambda c, d: c.update(colour="blue"), "unknown key 'colour'"),
         (lambda c, d: c["inference"].update(chains="four"), "key 'chains' must be int"),
         (lambda c, d: c["inference"].update(method="gibbs"), "key 'method' must be one of"),
+        (lambda c, d: c["inference"].update(init="map"), "key 'init' must be one of laplace, prior"),
+        (lambda c, d: c.update(priors={"z0": {"truncnormal": [0, 1, 2, 1]}}), "truncnormal needs low < high"),
         (lambda c, d: c.update(priors={"z0": {"normal": [0, -1]}}), "sd must be > 0"),
     ],
 )

@@ -18,6 +18,7 @@ import numpy as np
 import pyro
 import torch
 from pyro.infer import NUTS
+from pyro.infer.autoguide.initialization import init_to_value
 
 from ..execution import default_workers, map_tasks
 from .base import InferenceMethod, build_posterior, chain_seeds, register_method
@@ -48,6 +49,13 @@ def run_chain(task) -> dict:
 def _drive(analysis, chain, seed, s, state_path) -> dict:
     from tqdm.auto import tqdm
 
+    warmup, n_draws = s["warmup"], s["draws"]
+    meta = {"seed": int(seed), "chain": int(chain), "warmup_steps": int(warmup), "num_draws": int(n_draws),
+            "dense_mass": bool(s["dense_mass"]), "init": s["init"]}
+    state = load_chain_state(state_path) if state_path is not None else None
+    if state is not None and any(state["info"].get(k) != v for k, v in meta.items()):
+        state = None  # a state from other settings: start afresh
+    start = _laplace_start(analysis, seed) if s["init"] == "laplace" and state is None else None
     pyro.set_rng_seed(seed)
     kernel = NUTS(
         analysis.model,
@@ -56,13 +64,8 @@ def _drive(analysis, chain, seed, s, state_path) -> dict:
         target_accept_prob=s["target_accept"],
         max_tree_depth=s["max_tree_depth"],
         full_mass=s["dense_mass"],
+        **({"init_strategy": init_to_value(values=start[0])} if start else {}),
     )
-    warmup, n_draws = s["warmup"], s["draws"]
-    meta = {"seed": int(seed), "chain": int(chain), "warmup_steps": int(warmup), "num_draws": int(n_draws),
-            "dense_mass": bool(s["dense_mass"])}
-    state = load_chain_state(state_path) if state_path is not None else None
-    if state is not None and any(state["info"].get(k) != v for k, v in meta.items()):
-        state = None  # a state from other settings: start afresh
     bar = tqdm(total=warmup + n_draws, desc=f"chain {chain}", disable=not s["progress"], leave=False)
     if state is not None:
         kernel.initial_params = {k.split("/", 1)[1]: torch.as_tensor(v, dtype=analysis.dtype) for k, v in state["arrays"].items() if k.startswith("param/")}
@@ -72,6 +75,8 @@ def _drive(analysis, chain, seed, s, state_path) -> dict:
         bar.update(warmup + resumed_at)
     else:
         kernel.setup(warmup)
+        if start and start[1] is not None:
+            _set_inverse_mass(kernel, analysis.parameter_names, start[1])
         params = kernel.initial_params
         for _ in range(warmup):
             params = kernel.sample(params)
@@ -104,6 +109,35 @@ def _drive(analysis, chain, seed, s, state_path) -> dict:
     return out
 
 
+def _laplace_start(analysis, seed: int):
+    """``(values, cov)``: a start drawn from the Laplace approximation at the MAP (so that chains start dispersed,
+    as R-hat needs, but inside the bulk) and its covariance in the unconstrained space, the first inverse mass
+    matrix. None when no MAP is found; ``cov`` None when the Hessian there is not positive definite (the chain then
+    starts at the MAP with Pyro's unit mass matrix)."""
+    try:
+        u0, cov = analysis.laplace(seed=seed)
+    except (RuntimeError, ValueError):  # a failed MAP search: fall back to Pyro's default start
+        return None
+    if not bool(torch.isfinite(u0).all()):
+        return None
+    u = u0
+    if cov is not None:
+        g = torch.Generator().manual_seed(int(seed) % (2**63))
+        u = u0 + torch.linalg.cholesky(cov) @ torch.randn(u0.shape[-1], generator=g, dtype=u0.dtype)
+    values, _ = analysis.constrain(u)
+    return {k: v.detach() for k, v in values.items()}, cov
+
+
+def _set_inverse_mass(kernel, names, cov) -> None:
+    """Put the Laplace covariance in as the kernel's inverse mass matrix (dense, or its diagonal)."""
+    imm = {}
+    for sites, old in kernel.inverse_mass_matrix.items():
+        idx = [names.index(n) for n in sites]
+        block = cov[np.ix_(idx, idx)].to(old.dtype)
+        imm[sites] = block if old.dim() == 2 else torch.diagonal(block).clone()
+    kernel.mass_matrix_adapter.inverse_mass_matrix = imm
+
+
 # old name, kept for code that imported it
 _run_chain = run_chain
 
@@ -112,7 +146,7 @@ _run_chain = run_chain
 class NUTSMethod(InferenceMethod):
     name = "nuts"
     settings = (
-        "chains", "warmup", "draws", "seed", "jit", "parallel", "target_accept", "max_tree_depth", "dense_mass", "progress",
+        "chains", "warmup", "draws", "seed", "jit", "parallel", "target_accept", "max_tree_depth", "dense_mass", "init", "progress",
     )
 
     def _run(self, analysis, **s):
