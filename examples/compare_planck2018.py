@@ -49,7 +49,7 @@ def main(argv=None) -> int:
         shift = (m - mu) / sd
         worst = max(worst, abs(shift))
         print(f"{name:<10} {m:>12.5g} +- {s:<7.2g} {mu:>12.5g} +- {sd:<7.2g} {shift:>+9.2f} {s / sd:>9.2f}")
-    print("note: the tau row is prior-dominated (tau ~ N(0.0544, 0.0073) stands in for Planck lowE)")
+    print("note: the tau row is prior-dominated (tau ~ N(0.0506, 0.0086), Planck lowE alone, stands in for the low-ell EE likelihood)")
     if args.max_shift is not None and worst > args.max_shift:
         print(f"largest shift {worst:.2f} sd exceeds --max-shift {args.max_shift}")
         return 1
