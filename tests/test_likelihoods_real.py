@@ -340,3 +340,33 @@ def test_second_derivatives_for_hessian_users(camb):
     tt = torch.tensor(camb["TT"][:28], requires_grad=True)  # exactly ell 2..29
     a = torch.tensor(1.001, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradgradcheck(lambda t, A: lik.log_prob({"TT": t}, {"A_planck": A}), (tt, a), eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
+def test_per_datum_ell_and_spectrum_in_meta():
+    """Each bandpower carries its effective multipole and spectrum (used by the PPC plots and tension attribution)."""
+    lik = li.load_likelihood("planck2018-plik-lite")
+    ell, spec = np.asarray(lik.meta["ell"]), np.asarray(lik.meta["spectrum"])
+    assert ell.shape == spec.shape == (613,)
+    assert list(dict.fromkeys(spec.tolist())) == ["TT", "TE", "EE"] and (spec == "TT").sum() == 215
+    # plik_lite's first TT bin is ell 30-34, its last ends at 2508; bins increase within each spectrum
+    assert 30 <= ell[0] <= 34 and 2400 < ell[214] <= 2508 and np.all(np.diff(ell[:215]) > 0) and ell[215] < 35
+    spt = li.load_likelihood("spt3g-2018-ttteee")
+    assert len(spt.meta["ell"]) == spt.n_data and set(spt.meta["spectrum"]) <= {"TT", "TE", "EE"}
+
+
+def test_jacobian_through_the_binning_matches_finite_differences():
+    """The tension attribution differentiates data predictions through plik's custom binning (no vmap, no jvp)."""
+    from latentinfer.tension.attribution import _jacobian
+
+    lik = li.load_likelihood("planck2018-plik-lite", spectra="TT")
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn(3199, 2, generator=g, dtype=torch.float64)
+    base = 1000.0 + torch.zeros(3199, dtype=torch.float64)
+    nuis = {"A_planck": torch.tensor(1.0, dtype=torch.float64)}
+    fn = lambda z: lik.predict({"TT": base + A @ z}, nuis)  # noqa: E731
+    z0 = torch.tensor([0.3, -0.2], dtype=torch.float64)
+    J = _jacobian(fn, z0)
+    eps = 1e-4
+    fd = torch.stack([(fn(z0 + eps * e) - fn(z0 - eps * e)) / (2 * eps) for e in torch.eye(2, dtype=torch.float64)], -1)
+    assert J.shape == (215, 2)
+    torch.testing.assert_close(J, fd, rtol=1e-6, atol=1e-9)

@@ -9,6 +9,8 @@ do not leak flow mass outside the support.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 
 import numpy as np
@@ -92,10 +94,11 @@ def harmonic_evidence(analysis, posterior, **settings) -> EvidenceResult:
         model = hm.model.RealNVPModel(ndim, standardize=True, learning_rate=s["learning_rate"], temperature=s["temperature"])
     key = jax.random.PRNGKey(int(s["seed"]))
     model.fit(jax.numpy.asarray(train.samples, dtype=jax.numpy.float32), batch_size=s["batch_size"], epochs=s["epochs"], key=key)
-    ev = hm.Evidence(test.nchains, model)
-    ev.add_chains(test)
-    ln_z, _ = ev.compute_ln_evidence()
-    err_neg, err_pos = ev.compute_ln_inv_evidence_errors()
+    with _harmonic_messages() as messages:
+        ev = hm.Evidence(test.nchains, model)
+        ev.add_chains(test)
+        ln_z, _ = ev.compute_ln_evidence()
+        err_neg, err_pos = ev.compute_ln_inv_evidence_errors()
     ln_z, err_neg, err_pos = float(ln_z), float(err_neg), float(err_pos)
     if not np.isfinite(ln_z) or not np.isfinite(err_neg):
         raise LatentInferError(
@@ -118,5 +121,26 @@ def harmonic_evidence(analysis, posterior, **settings) -> EvidenceResult:
             "diagnostics_pass": bool(ev.check_basic_diagnostic()),
             "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in s.items()},
             "space": "unconstrained",
+            # harmonic's own log lines, kept rather than printed: its "low number of effective samples" warning
+            # counts the samples of each of our error-estimation blocks, not of the chains
+            "harmonic_messages": sorted(set(messages)),
         },
     )
+
+
+@contextlib.contextmanager
+def _harmonic_messages():
+    """Collect what harmonic logs (logger ``Harmonic``) instead of letting it print; yields the list of messages."""
+    logger = logging.getLogger("Harmonic")
+    messages: list[str] = []
+
+    class _Keep(logging.Handler):
+        def emit(self, record):
+            messages.append(record.getMessage())
+
+    saved = logger.handlers[:], logger.propagate
+    logger.handlers, logger.propagate = [_Keep()], False
+    try:
+        yield messages
+    finally:
+        logger.handlers, logger.propagate = saved

@@ -74,6 +74,13 @@ class Block(torch.nn.Module):
     def ell_range(self) -> tuple[int, int]:
         return self.start + ELL_MIN, self.stop - 1 + ELL_MIN
 
+    @property
+    def ell_eff(self) -> np.ndarray:
+        """Effective multipole of each bin ``(n_bins,)``: the mean ell weighted by the binning matrix's |row|."""
+        w = self.matrix.abs().numpy()
+        ell = np.arange(self.start, self.stop) + ELL_MIN
+        return (w @ ell) / np.maximum(w.sum(1), 1e-300)
+
     def forward(self, spectrum: torch.Tensor, nuisance) -> torch.Tensor:
         if self.groups is not None:
             weights = [getattr(self, f"weight{k}").to(spectrum.dtype) for k, (n, _) in enumerate(self.groups) if n]
@@ -309,6 +316,9 @@ def load_bandpower(folder: Path, spec: dict, name: str, **options) -> BandpowerL
         "units": str(spec.get("units", "")),
         "blocks": {b.name: {"theory": b.field, "n_bins": b.n_bins, "ell_range": list(b.ell_range)} for b in blocks},
         "hartlap_factor": hartlap,
+        # per data point: effective multipole and spectrum (posterior predictive plots, tension attribution)
+        "ell": np.concatenate([b.ell_eff for b in blocks]),
+        "spectrum": [b.name for b in blocks for _ in range(b.n_bins)],
     }
     lik = BandpowerLikelihood(data, cov, name=name, blocks=blocks, nuisance=nuis, meta=meta)
     lik.description = str(spec.get("description", "")).strip()

@@ -52,10 +52,14 @@ def eigen_modes(inp: TensionInputs) -> list[dict[str, Any]]:
 
 
 def _jacobian(fn, z0: torch.Tensor) -> torch.Tensor:
-    try:
-        return torch.autograd.functional.jacobian(fn, z0, vectorize=True, strategy="forward-mode")
-    except (RuntimeError, NotImplementedError):
-        return torch.autograd.functional.jacobian(fn, z0, vectorize=True)
+    """d fn / d z at z0: vectorised forward mode, else vectorised reverse mode, else one backward pass per output
+    (custom autograd functions, such as the binning of a bandpower likelihood, support neither vmap nor jvp)."""
+    for kwargs in ({"vectorize": True, "strategy": "forward-mode"}, {"vectorize": True}):
+        try:
+            return torch.autograd.functional.jacobian(fn, z0, **kwargs)
+        except (RuntimeError, NotImplementedError):
+            pass
+    return torch.autograd.functional.jacobian(fn, z0)
 
 
 def _axis(meta: Mapping, key: str, n: int) -> np.ndarray | None:
@@ -77,6 +81,8 @@ def _output_ell(forward, out: str, n: int) -> np.ndarray | None:
             val = val[out]
         if val is not None and np.asarray(val).shape == (n,):
             return np.asarray(val, dtype=float)
+        if val is not None and np.asarray(val).shape == (2,) and val[1] - val[0] + 1 == n:  # a range [lmin, lmax]
+            return float(val[0]) + np.arange(n)
         lo = meta.get("ell_min", meta.get("lmin"))
         if lo is not None:
             return float(lo) + np.arange(n)
