@@ -73,11 +73,13 @@ def test_planck_npe_vs_nuts(planck):
     a, post, _ = planck
     amo = a.train_sbi("npe", num_simulations=20000, seed=0, embedding="mlp")
     npe = amo.posterior({lik.name: lik.data for lik in a.likelihoods}, num_samples=10000, seed=0)
+    names = list(post.parameter_names)
+    assert list(npe.parameter_names) == names
     m_ref, s_ref = post.mean(), np.sqrt(np.diag(post.cov()))
     m, s = npe.mean(), np.sqrt(np.diag(npe.cov()))
-    latents = [i for i, n in enumerate(a.parameter_names) if n in a.input_names]
+    latents = [i for i, n in enumerate(names) if n in a.input_names]  # indices in the posteriors' order
     for i in latents:
-        print(f"{a.parameter_names[i]}: NUTS {m_ref[i]:+.3f} +- {s_ref[i]:.3f}  NPE {m[i]:+.3f} +- {s[i]:.3f}")
+        print(f"{names[i]}: NUTS {m_ref[i]:+.3f} +- {s_ref[i]:.3f}  NPE {m[i]:+.3f} +- {s[i]:.3f}")
     assert (np.abs(m - m_ref)[latents] < 0.2 * s_ref[latents]).all(), (m, m_ref, s_ref)
     assert (np.abs(s / s_ref - 1)[latents] < 0.2).all(), (s, s_ref)
 

@@ -7,6 +7,8 @@ conditionals) are transformed exactly. Every free prior must be univariate with 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pyro
 import torch
@@ -74,12 +76,20 @@ def dynesty_evidence(analysis, posterior=None, **settings) -> EvidenceResult:
     sampler = dynesty.NestedSampler(
         loglike, ptform, ndim, nlive=s["nlive"], bound=s["bound"], sample=s["sample"], rstate=np.random.default_rng(s["seed"])
     )
-    sampler.run_nested(dlogz=s["dlogz"], maxiter=s["maxiter"], print_progress=False)
+    with warnings.catch_warnings(record=True) as caught:  # dynesty's bounding warnings: kept in the details
+        warnings.simplefilter("always")
+        sampler.run_nested(dlogz=s["dlogz"], maxiter=s["maxiter"], print_progress=False)
     res = sampler.results
     return EvidenceResult(
         ln_z=float(res.logz[-1]),
         ln_z_err=float(res.logzerr[-1]),
         method="dynesty",
         n_samples=int(res.niter),
-        details={"nlive": s["nlive"], "ncall": int(np.sum(res.ncall)), "eff": float(res.eff), "settings": s},
+        details={
+            "nlive": s["nlive"],
+            "ncall": int(np.sum(res.ncall)),
+            "eff": float(res.eff),
+            "settings": s,
+            "warnings": sorted({str(w.message) for w in caught}),
+        },
     )
