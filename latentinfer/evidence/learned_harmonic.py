@@ -99,6 +99,7 @@ def harmonic_evidence(analysis, posterior, **settings) -> EvidenceResult:
         ev.add_chains(test)
         ln_z, _ = ev.compute_ln_evidence()
         err_neg, err_pos = ev.compute_ln_inv_evidence_errors()
+        diagnostics_pass = bool(ev.check_basic_diagnostic())
     ln_z, err_neg, err_pos = float(ln_z), float(err_neg), float(err_pos)
     if not np.isfinite(ln_z) or not np.isfinite(err_neg):
         raise LatentInferError(
@@ -118,7 +119,7 @@ def harmonic_evidence(analysis, posterior, **settings) -> EvidenceResult:
             "samples_train": int(train.nsamples),
             "samples_eval": int(test.nsamples),
             "kurtosis": float(ev.kurtosis),
-            "diagnostics_pass": bool(ev.check_basic_diagnostic()),
+            "diagnostics_pass": diagnostics_pass,
             "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in s.items()},
             "space": "unconstrained",
             # harmonic's own log lines, kept rather than printed: its "low number of effective samples" warning

@@ -3,8 +3,8 @@
 For each held-out corpus row, the CAMB spectra and the emulated ones (encode -> decode, and emulate from the
 row's parameters) are binned as plik_lite does (``C_b = sum_l w_l C_l`` with C_l = 2 pi D_l / (l(l+1)), bins
 ell 30-2508 for TT (215), 30-1996 for TE and EE (199 each)) and compared with ``dchi2 = r^T C^-1 r``, r the
-binned difference (613 values). The binning and covariance are read from the plik_lite files following
-``likelihoods/planck2018-plik-lite/PROVENANCE.md`` (the vendored likelihood folder) (``run_accuracy`` computes, ``check_accuracy``
+binned difference (613 values). The binning and covariance are read from the vendored plik_lite files, following
+``likelihoods/planck2018-plik-lite/PROVENANCE.md`` (``run_accuracy`` computes, ``check_accuracy``
 judges against the goal: median < 0.05, 99th percentile < 0.5).
 """
 

@@ -84,8 +84,8 @@ class IVEForwardModel(ForwardModel):
 
     def physical(self) -> PhysicalForwardModel:
         """A forward model whose inputs are the physical parameters, with uniform default priors over the corpus box."""
-        priors = {n: {"uniform": [float(lo), float(hi)]} for n, lo, hi in zip(self._names, *self._box)}
         bounds = {n: (float(lo), float(hi)) for n, lo, hi in zip(self._names, *self._box)}
+        priors = {n: {"uniform": list(b)} for n, b in bounds.items()}
         fm = PhysicalForwardModel(torch.nn.Sequential(self.physical_map, self.module), self._names,
                                   default_priors=priors, bounds=bounds, meta={**self.meta, "space": "physical"})
         fm.error_cov = self._error_cov_physical
