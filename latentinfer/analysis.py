@@ -204,6 +204,12 @@ class Analysis:
             out[name] = x
         return out
 
+    def prior_model(self) -> None:
+        """The prior part of :meth:`model` alone: the same sample sites in the same order, no forward model and
+        no likelihoods (cheap prior transforms and prior densities)."""
+        self._sample_inputs()
+        self._sample_nuisance()
+
     def model(self) -> dict[str, torch.Tensor]:
         """The Pyro program. Returns the forward-model outputs (the theory)."""
         z = self._sample_inputs()
@@ -349,17 +355,41 @@ class Analysis:
         new.likelihoods = liks
         return new
 
+    def restricted(self, bounds: Mapping[str, tuple[float, float]]) -> "Analysis":
+        """A copy whose priors are restricted to ``bounds`` ``{name: (low, high)}`` (constrained values).
+
+        Inside the box the restricted prior is proportional to this one (a normal becomes a truncnormal, a
+        uniform is intersected): the proposal of truncated sequential NPE. Members of a correlated nuisance
+        block keep their joint prior (restricting one member alone would break the correlation).
+        """
+        import copy
+
+        new = copy.copy(self)
+        new._prior, new.overrides = dict(self._prior), dict(self.overrides)
+        for name, (lo, hi) in bounds.items():
+            if name in new._prior:
+                new._prior[name] = restrict(new._prior[name], float(lo), float(hi), name)
+                continue
+            block = next((b for b in self._nuisance_blocks if name in b.names), None)
+            if block is None:
+                raise LatentInferError(f"restricted: unknown parameter '{name}'")
+            if len(block.names) == 1 or any(n in self.overrides for n in block.names):
+                spec = self.overrides.get(name, block.prior if len(block.names) == 1 else _marginal(block.prior, block.names.index(name)))
+                new.overrides[name] = restrict(spec, float(lo), float(hi), name)
+        return new
+
     def evidence(self, posterior, method: str = "harmonic", **settings):
         """ln Z of this program from ``posterior`` samples; see :func:`latentinfer.evidence.compute_evidence`."""
         from .evidence import compute_evidence
 
         return compute_evidence(self, posterior, method=method, **settings)
 
-    def train_sbi(self, method: str = "npe", num_simulations: int = 10000, seed: int = 0, **settings):
-        """Train an amortized posterior on simulations of this program; see :func:`latentinfer.amortized.train`."""
+    def train_sbi(self, method: str = "npe", num_simulations: int = 10000, seed: int = 0, observed=None, **settings):
+        """Train an amortized posterior on simulations of this program; see :func:`latentinfer.amortized.train`
+        (``observed`` with ``rounds > 1``: truncated sequential NPE focused on those data)."""
         from .amortized import train
 
-        return train(self, method=method, num_simulations=num_simulations, seed=seed, **settings)
+        return train(self, method=method, num_simulations=num_simulations, seed=seed, observed=observed, **settings)
 
     def describe(self) -> dict[str, Any]:
         """Plain description of the program for run records."""

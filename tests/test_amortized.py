@@ -13,6 +13,7 @@ from truth_models import LinearGaussian
 
 from latentinfer import LatentInferError
 from latentinfer.amortized import AmortizedPosterior, simulate
+from latentinfer.priors import to_distribution
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -121,3 +122,94 @@ def test_ensemble_embedding_nle_nre(lg, tmp_path):
         amo = lg.analysis.train_sbi(method, num_simulations=2000, seed=0, max_num_epochs=80)
         post = amo.posterior(lg.y, num_samples=1000, seed=0)
         assert (np.abs(post.mean() - lg.post_mean().numpy()) < 0.5 * sd).all(), (method, post.mean())
+
+
+def test_restricted_prior_is_the_prior_inside_the_box(lg):
+    """The TSNPE proposal: same density shape inside the box (normal -> truncnormal), nothing outside."""
+    box = {"z0": (-0.5, 1.0), "z1": (0.2, 0.3)}
+    r = lg.analysis.restricted(box)
+    assert r._prior["z0"] == {"truncnormal": [0.0, 1.0, -0.5, 1.0]} and lg.analysis._prior["z0"] == {"normal": [0.0, 1.0]}
+    draws = r.sample_prior(4000, seed=0)
+    for name, (lo, hi) in box.items():
+        v = draws[name].numpy()
+        assert v.min() >= lo and v.max() <= hi
+    # inside the box the density ratio restricted / original is one constant
+    z = torch.tensor([[0.0, 0.25], [0.7, 0.21], [-0.4, 0.29]], dtype=torch.float64)
+    def lp(a):
+        return sum(to_distribution(a.prior_of(n)).log_prob(z[:, i]) for i, n in enumerate(lg.names))
+    ratio = (lp(r) - lp(lg.analysis)).numpy()
+    np.testing.assert_allclose(ratio, ratio[0])
+    with pytest.raises(LatentInferError, match="unknown parameter 'zz'"):
+        lg.analysis.restricted({"zz": (0, 1)})
+
+
+@pytest.fixture(scope="module")
+def narrow():
+    """Posterior sd ~ 0.03 of the prior's: one round of NPE spends most simulations where the data are not."""
+    return LinearGaussian(d=2, n=8, seed=2, noise=0.004)
+
+
+def test_truncated_sequential_npe_matches_exact_posterior(narrow):
+    from sbi.utils.metrics import c2st
+
+    lg = narrow
+    amo = lg.analysis.train_sbi("npe", num_simulations=3000, seed=0, rounds=3, observed=lg.y, max_num_epochs=150)
+    assert amo.config["simulations_per_round"] == [1000, 1000, 1000] and len(amo.config["truncation_boxes"]) == 2
+    post = amo.posterior(lg.y, num_samples=4000, seed=0)
+    g = torch.Generator().manual_seed(0)
+    exact = lg.post_mean() + torch.randn(2000, lg.d, generator=g, dtype=torch.float64) @ torch.linalg.cholesky(lg.post_cov).T
+    score = float(c2st(torch.as_tensor(post.samples()[:2000]).float(), exact.float(), seed=0))
+    assert score < 0.6, score
+    # the final box holds the exact posterior (mean +- 4 sd) and is far narrower than the prior
+    sd, m = lg.post_cov.diagonal().sqrt().numpy(), lg.post_mean().numpy()
+    for i, name in enumerate(lg.names):
+        lo, hi = amo.config["truncation"][name]
+        assert lo < m[i] - 4 * sd[i] and m[i] + 4 * sd[i] < hi and hi - lo < 2.0, (name, lo, hi)
+    assert post.attrs["outside_truncation"] < 0.01
+    # data far from the focus: the draws leave the box and the user is told
+    far = lg.A @ torch.tensor([-2.5, 2.5], dtype=torch.float64) + lg.b
+    with pytest.warns(UserWarning, match="outside the truncation box"):
+        amo.posterior(far, num_samples=1000, seed=0)
+
+
+def test_truncated_sequential_npe_bad_input(lg):
+    with pytest.raises(LatentInferError, match="pass observed"):
+        lg.analysis.train_sbi("npe", num_simulations=200, rounds=2)
+    with pytest.raises(LatentInferError, match="needs method 'npe'"):
+        lg.analysis.train_sbi("nle", num_simulations=200, rounds=2, observed=lg.y)
+    with pytest.raises(LatentInferError, match="rounds must be an integer >= 1"):
+        lg.analysis.train_sbi("npe", num_simulations=200, rounds=0, observed=lg.y)
+    with pytest.raises(LatentInferError, match="< 50 per round"):
+        lg.analysis.train_sbi("npe", num_simulations=120, rounds=3, observed=lg.y)
+
+
+def test_score_compression_embedding(lg, tmp_path):
+    """embedding='score': the data enter as the Fisher-scaled score at the MAP (one number per parameter); for a
+    linear-Gaussian model that is a sufficient statistic, so NPE still matches the exact posterior; the fixed
+    compression travels in the safetensors and survives save/load."""
+    from sbi.utils.metrics import c2st
+
+    from latentinfer.amortized.posterior import _score_compression
+
+    W, b, info = _score_compression(lg.analysis, lg.y, seed=0)
+    assert W.shape == (lg.d, lg.n) and info["fiducial"] == "MAP of the observed data"
+    # t = (u_MLE - u_MAP) / sd with the GLS estimator u_MLE = F^-1 A^T C^-1 (y - b); for the N(0, 1) prior the MAP
+    # obeys F (u_MLE - u_MAP) = u_MAP, so t(y) = F^-1 u_MAP / sd
+    sd = torch.tensor(info["fisher_sd"], dtype=torch.float64)
+    Ci = torch.linalg.inv(lg.C)
+    F = lg.A.T @ Ci @ lg.A
+    torch.testing.assert_close(W, torch.linalg.solve(F, lg.A.T @ Ci) / sd[:, None], rtol=1e-6, atol=1e-8)
+    torch.testing.assert_close(sd, torch.linalg.inv(F).diagonal().sqrt())
+    u_map = lg.post_mean()
+    torch.testing.assert_close(W @ lg.y + b, torch.linalg.solve(F, u_map) / sd, rtol=1e-4, atol=1e-6)
+    amo = lg.analysis.train_sbi("npe", num_simulations=2000, seed=0, max_num_epochs=60, embedding="score", observed=lg.y)
+    post = amo.posterior(lg.y, num_samples=4000, seed=0)
+    g = torch.Generator().manual_seed(0)
+    exact = lg.post_mean() + torch.randn(2000, lg.d, generator=g, dtype=torch.float64) @ torch.linalg.cholesky(lg.post_cov).T
+    assert float(c2st(torch.as_tensor(post.samples()[:2000]).float(), exact.float(), seed=0)) < 0.6
+    amo.save(tmp_path / "score")
+    back = AmortizedPosterior.load(tmp_path / "score", lg.analysis)
+    u = torch.randn(5, lg.d, dtype=torch.float64)
+    torch.testing.assert_close(amo.log_prob_unconstrained(u, lg.y), back.log_prob_unconstrained(u, lg.y))
+    with pytest.raises(LatentInferError, match="embedding must be null, 'mlp' or 'score'"):
+        lg.analysis.train_sbi("npe", num_simulations=200, embedding="pca")

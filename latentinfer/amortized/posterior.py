@@ -27,7 +27,7 @@ SBI_METHODS = ("npe", "nle", "nre")
 #: Settings of :func:`train` and their defaults (network sizes follow sbi's defaults).
 SBI_DEFAULTS: dict[str, Any] = {
     "ensemble": 1,
-    "embedding": None,  # None or "mlp" (a fully-connected embedding of the data vector, for long data)
+    "embedding": None,  # None, "mlp" (a learned fully-connected summary) or "score" (fixed score compression)
     "embedding_dim": 20,
     "density_estimator": "maf",  # npe/nle: maf, nsf, mdn; nre: resnet or mlp
     "hidden_features": 50,
@@ -37,6 +37,8 @@ SBI_DEFAULTS: dict[str, Any] = {
     "stop_after_epochs": 20,
     "max_num_epochs": 500,
     "mcmc_method": "slice_np_vectorized",  # nle/nre sampling
+    "rounds": 1,  # > 1: truncated sequential NPE focused on ``observed`` (Deistler et al. 2022)
+    "truncation_margin": 1.0,  # TSNPE box: [min, max] of 10,000 draws widened by this many posterior sd per side
 }
 
 _FORMAT = "latentinfer-amortized/1"
@@ -52,24 +54,92 @@ def _quiet():
 def _embedding(cfg: dict) -> torch.nn.Module:
     if cfg["embedding"] is None:
         return torch.nn.Identity()
+    if cfg["embedding"] == "score":  # weights set by _score_compression (training) or the safetensors (loading)
+        lin = torch.nn.Linear(cfg["x_dim"], cfg["theta_dim"])
+        lin.requires_grad_(False)
+        return lin
     from sbi.neural_nets.embedding_nets import FCEmbedding
 
     return FCEmbedding(input_dim=cfg["x_dim"], output_dim=cfg["embedding_dim"], num_layers=3, num_hiddens=128)
 
 
-def _build_fn(cfg: dict):
-    """The sbi builder that makes one density estimator (or classifier) from the JSON config."""
+def _build_fn(cfg: dict, embedding: torch.nn.Module | None = None):
+    """The sbi builder that makes one density estimator (or classifier) from the JSON config.
+
+    ``embedding``: a ready embedding net (the score compression at training time); default from ``cfg``.
+    """
     from sbi.neural_nets import classifier_nn, likelihood_nn, posterior_nn
 
     m = cfg["method"]
+    emb = embedding if embedding is not None else _embedding(cfg)
+    # the score compression takes raw data (its own centring and scaling): no z-scoring in front of it
+    zx = {"z_score_x": "none"} if cfg["embedding"] == "score" else {}
     if m == "npe":
         return posterior_nn(
-            model=cfg["density_estimator"], hidden_features=cfg["hidden_features"], num_transforms=cfg["num_transforms"], embedding_net=_embedding(cfg)
+            model=cfg["density_estimator"], hidden_features=cfg["hidden_features"], num_transforms=cfg["num_transforms"], embedding_net=emb, **zx
         )
     if m == "nle":
         return likelihood_nn(model=cfg["density_estimator"], hidden_features=cfg["hidden_features"], num_transforms=cfg["num_transforms"])
     model = cfg["density_estimator"] if cfg["density_estimator"] in ("resnet", "mlp", "linear") else "resnet"
-    return classifier_nn(model=model, hidden_features=cfg["hidden_features"], embedding_net_x=_embedding(cfg))
+    return classifier_nn(model=model, hidden_features=cfg["hidden_features"], embedding_net_x=emb, **zx)
+
+
+def _data_mean(analysis, u: torch.Tensor, transforms) -> torch.Tensor:
+    """The expected data vector (all likelihoods, program order) at unconstrained parameters ``u`` ``(p,)``."""
+    from ..priors import fixed_value
+
+    values, _ = analysis.constrain(u, transforms)
+    theory = analysis.theory(values)
+    parts = []
+    for lik in analysis.likelihoods:
+        nuis = {n: values[n] if n in values else analysis._const(fixed_value(analysis.prior_of(n))) for n in lik.nuisance_names}
+        parts.append(lik.distribution(theory, nuis).mean)
+    return torch.cat(parts, -1)
+
+
+def _score_compression(analysis, observed, seed: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Score (MOPED-like) compression of the data to one number per parameter, ``t = W x + b``.
+
+    At a fiducial point u0 (the MAP of ``observed``, else the prior's centre) with ``J = d mu / d u`` and the
+    likelihoods' covariance C: ``t = diag(F^-1)^-1/2 F^-1 J^T C^-1 (x - mu(u0))``, ``F = J^T C^-1 J``: the
+    quasi-maximum-likelihood estimate of u in units of its Fisher error, centred on u0. Lossless to first order
+    for Gaussian likelihoods (Alsing & Wandelt 2018); for any other it is still a valid summary (NPE stays
+    correct, only information may be lost).
+    """
+    from ..tension.attribution import _jacobian
+
+    transforms = analysis.transforms()
+    if observed is not None:
+        u0, _ = analysis.with_data(split_data(analysis, observed)).laplace(seed=seed)
+        where = "MAP of the observed data"
+    else:
+        u0 = analysis.unconstrain({k: v.mean(0) for k, v in analysis.sample_prior(2000, seed=seed).items() if k in analysis.parameter_names}, transforms)
+        where = "prior mean"
+    u0 = u0.detach().to(analysis.dtype)
+    with torch.no_grad():
+        mu0 = _data_mean(analysis, u0, transforms)
+    J = _jacobian(lambda u: _data_mean(analysis, u, transforms), u0).reshape(mu0.shape[0], -1)
+    C = torch.block_diag(*[lik.cov.to(analysis.dtype) for lik in analysis.likelihoods])
+    CiJ = torch.linalg.solve(C, J)
+    F = J.T @ CiJ
+    Finv = torch.linalg.inv(0.5 * (F + F.T))
+    sd = Finv.diagonal().clamp_min(1e-300).sqrt()
+    A = (Finv @ CiJ.T) / sd[:, None]
+    info = {"fiducial": where, "u0": u0.tolist(), "fisher_sd": sd.tolist()}
+    return A, -(A @ mu0), info
+
+
+def _score_layer(cfg, W, b, x) -> torch.nn.Module:
+    """The fixed embedding ``t = W x + b``, standardised over the (first-round) simulations ``x``: the flow then sees
+    inputs of unit scale, on which u depends (nearly) linearly."""
+    t = x.to(W.dtype) @ W.T + b
+    m, s = t.mean(0), t.std(0).clamp_min(1e-12)
+    W, b = W / s[:, None], (b - m) / s
+    lin = emb = _embedding(cfg)
+    with torch.no_grad():
+        lin.weight.copy_(W.float())
+        lin.bias.copy_(b.float())
+    return emb
 
 
 class _NullTracker:
@@ -107,12 +177,23 @@ def _sbi_posterior(cfg, trainer, estimator):
     return trainer.build_posterior(estimator, sample_with="mcmc", mcmc_method=cfg["mcmc_method"])
 
 
-def train(analysis, method: str = "npe", num_simulations: int = 10000, seed: int = 0, **settings) -> "AmortizedPosterior":
+def train(
+    analysis, method: str = "npe", num_simulations: int = 10000, seed: int = 0, observed=None, **settings
+) -> "AmortizedPosterior":
     """Simulate ``num_simulations`` draws of the program and train an sbi estimator (or an ensemble).
 
     ``method``: ``"npe"`` (posterior), ``"nle"`` (likelihood; sampled by MCMC), ``"nre"`` (ratio; MCMC).
     ``settings`` override :data:`SBI_DEFAULTS` (``ensemble``: number of estimators trained with different seeds
     and mixed with equal weights; ``embedding="mlp"``: learn a summary of long data vectors, NPE/NRE).
+
+    ``rounds > 1`` (NPE only) runs truncated sequential NPE (TSNPE; Deistler, Goncalves & Macke 2022) for the
+    data ``observed``: the simulation budget is split over the rounds; after each round the prior is truncated to
+    a box holding the current posterior of ``observed`` (the range of 10,000 draws widened by
+    ``truncation_margin`` posterior sd per side, intersected with the previous box) and the next round simulates
+    from the prior restricted to that box. Inside the box the proposal is proportional to the prior, so the
+    ordinary NPE loss on the pooled simulations stays correct there. The result is no longer amortized over
+    the whole prior: it is valid for data whose posterior lies inside the final box, and :meth:`posterior`
+    reports the fraction of draws that fall outside it.
     """
     if method not in SBI_METHODS:
         raise ConfigError(f"train_sbi: method must be one of {', '.join(SBI_METHODS)}, got {method!r}")
@@ -122,39 +203,99 @@ def train(analysis, method: str = "npe", num_simulations: int = 10000, seed: int
     cfg = {**SBI_DEFAULTS, **settings, "method": method, "num_simulations": int(num_simulations), "seed": int(seed)}
     if cfg["ensemble"] < 1:
         raise ConfigError(f"train_sbi: ensemble must be >= 1, got {cfg['ensemble']}")
-    if cfg["embedding"] not in (None, "mlp"):
-        raise ConfigError(f"train_sbi: embedding must be null or 'mlp', got {cfg['embedding']!r}")
+    if cfg["embedding"] not in (None, "mlp", "score"):
+        raise ConfigError(f"train_sbi: embedding must be null, 'mlp' or 'score', got {cfg['embedding']!r}")
     if cfg["embedding"] and method == "nle":
         raise ConfigError("train_sbi: an embedding net summarises data for npe/nre; nle models the data itself")
     if num_simulations < 50:
         raise ConfigError(f"train_sbi: num_simulations must be >= 50, got {num_simulations}")
-    t0 = time.perf_counter()
-    sims = simulate(analysis, num_simulations, seed=seed)
-    t_sim = time.perf_counter() - t0
-    theta, x = sims["u"].float(), sims["x"].float()
-    cfg.update(theta_dim=int(theta.shape[1]), x_dim=int(x.shape[1]))
-    estimators = []
+    rounds = cfg["rounds"]
+    if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
+        raise ConfigError(f"train_sbi: rounds must be an integer >= 1, got {rounds!r}")
+    if rounds > 1 and method != "npe":
+        raise ConfigError(f"train_sbi: rounds > 1 (truncated sequential NPE) needs method 'npe', got {method!r}")
+    if rounds > 1 and observed is None:
+        raise ConfigError("train_sbi: rounds > 1 focuses the simulations on one data set: pass observed=...")
+    if rounds > 1 and num_simulations // rounds < 50:
+        raise ConfigError(f"train_sbi: {num_simulations} simulations over {rounds} rounds leaves < 50 per round")
+    if not (isinstance(cfg["truncation_margin"], (int, float)) and cfg["truncation_margin"] >= 0):
+        raise ConfigError(f"train_sbi: truncation_margin must be a number >= 0, got {cfg['truncation_margin']!r}")
+    obs = join_data(analysis, observed) if observed is not None else None
+    transforms = analysis.transforms()
+    score = None
+    if cfg["embedding"] == "score":
+        W, b, info = _score_compression(analysis, obs, seed)
+        cfg["score_compression"] = info
+        score = (W, b)
+    names = analysis.parameter_names
+    sizes = [num_simulations // rounds + (1 if r < num_simulations % rounds else 0) for r in range(rounds)]
+    t_sim = t_train = 0.0
+    box: dict[str, list[float]] | None = None
+    trainers: list = []
+    estimators: list = []
     ctx = _quiet()
     try:
         prior = ProgramPrior(analysis)
-        for k in range(cfg["ensemble"]):
-            torch.manual_seed(seed * 1000 + k)
-            trainer = _trainer(cfg, prior, _build_fn(cfg))  # a fresh builder: members share no embedding net
-            trainer.append_simulations(theta, x)
-            with contextlib.redirect_stdout(io.StringIO()):  # sbi prints "converged after N epochs"
-                est = trainer.train(
-                    training_batch_size=cfg["training_batch_size"],
-                    learning_rate=cfg["learning_rate"],
-                    stop_after_epochs=cfg["stop_after_epochs"],
-                    max_num_epochs=cfg["max_num_epochs"],
-                )
-            cfg.setdefault("epochs", []).append(int(trainer.summary["epochs_trained"][-1]) if trainer.summary.get("epochs_trained") else None)
-            estimators.append(est.eval())
+        for r, n_r in enumerate(sizes):
+            t0 = time.perf_counter()
+            source = analysis if box is None else analysis.restricted(box)
+            sims = simulate(source, n_r, seed=seed + 7919 * r)
+            with torch.no_grad():  # the original program's unconstrained space for every round
+                theta = analysis.unconstrain({n: sims[n] for n in names}, transforms).float()
+            x = sims["x"].float()
+            if r == 0:
+                cfg.update(theta_dim=int(theta.shape[1]), x_dim=int(x.shape[1]))
+            t_sim += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            estimators = []
+            for k in range(cfg["ensemble"]):
+                if r == 0:
+                    torch.manual_seed(seed * 1000 + k)
+                    emb = _score_layer(cfg, *score, x) if score is not None else None
+                    trainers.append(_trainer(cfg, prior, _build_fn(cfg, emb)))  # a fresh builder: no shared embedding net
+                trainers[k].append_simulations(theta, x)  # proposal = prior (restricted): the NPE loss stays exact
+                with contextlib.redirect_stdout(io.StringIO()):  # sbi prints "converged after N epochs"
+                    est = trainers[k].train(
+                        training_batch_size=cfg["training_batch_size"],
+                        learning_rate=cfg["learning_rate"],
+                        stop_after_epochs=cfg["stop_after_epochs"],
+                        max_num_epochs=cfg["max_num_epochs"],
+                        force_first_round_loss=r > 0,  # the pooled proposal is the prior inside the box
+                    )
+                if r == rounds - 1:
+                    summary = trainers[k].summary
+                    cfg.setdefault("epochs", []).append(int(summary["epochs_trained"][-1]) if summary.get("epochs_trained") else None)
+                estimators.append(est.eval())
+            t_train += time.perf_counter() - t0
+            if r < rounds - 1:
+                box = _truncation_box(AmortizedPosterior(analysis, estimators, cfg), obs, box, cfg["truncation_margin"], seed + r)
+                cfg.setdefault("truncation_boxes", []).append(box)
     finally:
         ctx.__exit__(None, None, None)
+    cfg["truncation"] = box
+    cfg["simulations_per_round"] = sizes
     cfg["simulation_seconds"] = t_sim
-    cfg["training_seconds"] = time.perf_counter() - t0 - t_sim
+    cfg["training_seconds"] = t_train
     return AmortizedPosterior(analysis, estimators, cfg)
+
+
+def _truncation_box(amortized, observed, previous, margin: float, seed: int) -> dict[str, list[float]]:
+    """Per-parameter [low, high] (constrained) holding the current posterior of ``observed``."""
+    a = amortized.analysis
+    u = amortized.sample_unconstrained(observed, 10000, seed=seed)
+    with torch.no_grad():
+        values, _ = a.constrain(u, amortized._transforms)
+    box = {}
+    for name, v in values.items():
+        v = v[torch.isfinite(v)].numpy()
+        sd = float(np.std(v))
+        lo, hi = float(v.min()) - margin * sd, float(v.max()) + margin * sd
+        if previous is not None:
+            lo, hi = max(lo, previous[name][0]), min(hi, previous[name][1])
+        if not lo < hi:  # the new posterior left the old box: keep the old one rather than an empty one
+            lo, hi = previous[name]
+        box[name] = [lo, hi]
+    return box
 
 
 class AmortizedPosterior:
@@ -232,6 +373,20 @@ class AmortizedPosterior:
         data = {k: v for k, v in split_data(self.analysis, vec).items()}
         settings = {"seed": int(seed), "num_samples": int(num_samples), **{k: v for k, v in self.config.items() if k in SBI_DEFAULTS}}
         post = build_posterior(self.analysis.with_data(data), samples, method=self.method, settings=settings)
+        box = self.config.get("truncation")
+        if box:  # TSNPE is valid only where its proposal was proportional to the prior
+            inside = np.ones(int(num_samples), dtype=bool)
+            for n, (lo, hi) in box.items():
+                v = values[n].numpy()
+                inside &= (v >= lo) & (v <= hi)
+            outside = float(1.0 - inside.mean())
+            post.attrs["outside_truncation"] = outside
+            if outside > 0.01:
+                warnings.warn(
+                    f"{100 * outside:.1f}% of the draws lie outside the truncation box this TSNPE estimator was "
+                    "trained in: the data are not those it was focused on; retrain for them (rounds > 1, observed=...)",
+                    stacklevel=2,
+                )
         post.attrs["wall_seconds"] = time.perf_counter() - t0
         post.attrs["training"] = json.dumps({k: self.config.get(k) for k in ("num_simulations", "seed", "training_seconds", "simulation_seconds")})
         return post

@@ -121,7 +121,7 @@ class ProgramPrior(torch.distributions.Distribution):
         a = self.analysis
         u64 = torch.as_tensor(u, dtype=a.dtype)
         values, logdet = a.constrain(u64, self._transforms)
-        tr = poutine.trace(poutine.condition(a.model, data=values)).get_trace()
+        tr = poutine.trace(poutine.condition(a.prior_model, data=values)).get_trace()
         total = logdet
         for name in a.parameter_names:
             site = tr.nodes[name]

@@ -1,6 +1,6 @@
 """Nested sampling (dynesty) of the same program: an independent evidence estimate, for cross-checks.
 
-The prior transform runs the Pyro program once per batch with every free sample site set to the inverse CDF
+The prior transform runs the prior part of the Pyro program (:meth:`~latentinfer.Analysis.prior_model`) once per batch with every free sample site set to the inverse CDF
 of its (conditional) prior at a unit-cube coordinate, in program order; so correlated nuisance blocks (chains of
 conditionals) are transformed exactly. Every free prior must be univariate with an ``icdf`` (normal, uniform).
 """
@@ -44,7 +44,7 @@ def prior_transform(analysis, cube: torch.Tensor) -> dict[str, torch.Tensor]:
     """Map unit-cube points ``(..., n_params)`` to constrained parameter values ``{name: (...)}``."""
     names = analysis.parameter_names
     with torch.no_grad():
-        tr = poutine.trace(_UnitCube(cube, names)(analysis.model)).get_trace()
+        tr = poutine.trace(_UnitCube(cube, names)(analysis.prior_model)).get_trace()
     return {n: tr.nodes[n]["value"] for n in names}
 
 
