@@ -13,6 +13,7 @@ import torch
 import yaml
 from truth_models import LinearGaussian, write_toy_project
 
+from latentinfer import LatentInferError
 from latentinfer.cli import main
 
 
@@ -69,6 +70,11 @@ def test_coverage_bad_input(tmp_path, capsys):
     assert "coverage needs N >= 20 runs (got 10)" in capsys.readouterr().err
     assert main(["coverage", str(tmp_path / "missing.yaml"), "--method", "vi", "--n", "30", "--out", str(tmp_path / "x")]) == 2
     assert "config file not found" in capsys.readouterr().err
+    from latentinfer.config import load_config
+    from latentinfer.coverage.study import run_coverage
+
+    with pytest.raises(LatentInferError, match=r"amortized over the whole prior \(rounds: 1\)"):
+        run_coverage(load_config(cfg), "npe", 30, tmp_path / "y", sbi_settings={"rounds": 3})
 
 
 @pytest.mark.slow

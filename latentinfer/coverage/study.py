@@ -124,6 +124,8 @@ def run_coverage(
     t0 = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if method == "npe" and (sbi_settings or {}).get("rounds", 1) != 1:
+        raise ConfigError("coverage: NPE must be amortized over the whole prior (rounds: 1); truncated sequential NPE is focused on one data set")
     if analysis is None:
         from ..runner import build_analysis
 

@@ -19,7 +19,10 @@ from .base import EvidenceResult, register_evidence
 
 __all__ = ["dynesty_evidence", "prior_transform", "NESTED_DEFAULTS"]
 
-NESTED_DEFAULTS = {"nlive": 500, "dlogz": 0.05, "seed": 0, "bound": "multi", "sample": "auto", "maxiter": None}
+#: ``sample="rwalk"``: dynesty's own choice below 10 dimensions ("auto" -> uniform sampling in the ellipsoids)
+#: stalls on curved posteriors: on the Planck latent posterior (7 parameters) it needed thousands of calls per
+#: iteration halfway through, while random walks finished in 16 minutes, 2.4e5 calls.
+NESTED_DEFAULTS = {"nlive": 500, "dlogz": 0.05, "seed": 0, "bound": "multi", "sample": "rwalk", "maxiter": None}
 
 
 class _UnitCube(poutine.messenger.Messenger):
