@@ -52,6 +52,10 @@ INFERENCE_DEFAULTS: dict[str, tuple[Any, type | tuple[type, ...]]] = {
     "lr": (0.01, float),
     "num_samples": (4000, int),
     "progress": (True, bool),
+    "num_simulations": (10000, int),
+    "rounds": (1, int),
+    "embedding": (None, (str, type(None))),
+    "ensemble": (1, int),
 }
 
 _TOP: dict[str, tuple[Any, type | tuple[type, ...]]] = {
@@ -144,9 +148,13 @@ def validate_config(raw: Any, source: str = "config") -> dict:
     _choice(inf["method"], available_methods(), "method", inf_where)
     _choice(inf["guide"], ("normal", "multivariate_normal", "flow"), "guide", inf_where)
     _choice(inf["init"], ("laplace", "prior"), "init", inf_where)
-    for key in ("chains", "draws", "walkers", "steps", "num_samples", "thin"):
+    if inf["embedding"] is not None:
+        _choice(inf["embedding"], ("mlp", "score"), "embedding", inf_where)
+    for key in ("chains", "draws", "walkers", "steps", "num_samples", "thin", "rounds", "ensemble"):
         if inf[key] < 1:
             raise ConfigError(f"{inf_where}: key '{key}' must be >= 1, got {inf[key]}")
+    if inf["num_simulations"] < 50:
+        raise ConfigError(f"{inf_where}: key 'num_simulations' must be >= 50, got {inf['num_simulations']}")
     for key in ("warmup", "seed"):
         if inf[key] < 0:
             raise ConfigError(f"{inf_where}: key '{key}' must be >= 0, got {inf[key]}")

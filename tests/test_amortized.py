@@ -213,3 +213,30 @@ def test_score_compression_embedding(lg, tmp_path):
     torch.testing.assert_close(amo.log_prob_unconstrained(u, lg.y), back.log_prob_unconstrained(u, lg.y))
     with pytest.raises(LatentInferError, match="embedding must be null, 'mlp' or 'score'"):
         lg.analysis.train_sbi("npe", num_simulations=200, embedding="pca")
+
+
+def test_npe_as_a_run_method(lg, tmp_path):
+    """`latentinfer run` with inference: {method: npe, rounds: 2}: same config as NUTS, exact posterior reached."""
+    import json
+
+    import yaml
+    from sbi.utils.metrics import c2st
+    from truth_models import write_toy_project
+
+    import latentinfer as li
+    from latentinfer.cli import main
+
+    cfg = write_toy_project(tmp_path, lg)
+    cfg.update(report=False, inference={"method": "npe", "num_simulations": 2000, "rounds": 2, "num_samples": 2000, "seed": 0, "progress": False})
+    path = tmp_path / "npe.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["method"] == "npe" and summary["config"]["inference"]["rounds"] == 2
+    post = li.Posterior.from_netcdf(tmp_path / "out" / "posterior.nc")
+    g = torch.Generator().manual_seed(0)
+    exact = lg.post_mean() + torch.randn(2000, lg.d, generator=g, dtype=torch.float64) @ torch.linalg.cholesky(lg.post_cov).T
+    assert float(c2st(torch.as_tensor(post.samples()).float(), exact.float(), seed=0)) < 0.6
+    cfg["inference"].update(embedding="pca")
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["run", str(path), "--out", str(tmp_path / "bad")]) == 2

@@ -39,6 +39,7 @@ SBI_DEFAULTS: dict[str, Any] = {
     "mcmc_method": "slice_np_vectorized",  # nle/nre sampling
     "rounds": 1,  # > 1: truncated sequential NPE focused on ``observed`` (Deistler et al. 2022)
     "truncation_margin": 1.0,  # TSNPE box: [min, max] of 10,000 draws widened by this many posterior sd per side
+    "progress": False,  # a progress bar over the rounds (simulate, train)
 }
 
 _FORMAT = "latentinfer-amortized/1"
@@ -233,10 +234,14 @@ def train(
     box: dict[str, list[float]] | None = None
     trainers: list = []
     estimators: list = []
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=rounds, desc=f"NPE ({num_simulations} simulations)", unit="round", disable=not cfg["progress"])
     ctx = _quiet()
     try:
         prior = ProgramPrior(analysis)
         for r, n_r in enumerate(sizes):
+            bar.set_postfix_str(f"simulating {n_r}")
             t0 = time.perf_counter()
             source = analysis if box is None else analysis.restricted(box)
             sims = simulate(source, n_r, seed=seed + 7919 * r)
@@ -247,6 +252,7 @@ def train(
                 cfg.update(theta_dim=int(theta.shape[1]), x_dim=int(x.shape[1]))
             t_sim += time.perf_counter() - t0
             t0 = time.perf_counter()
+            bar.set_postfix_str(f"training on {sum(sizes[: r + 1])}")
             estimators = []
             for k in range(cfg["ensemble"]):
                 if r == 0:
@@ -260,7 +266,7 @@ def train(
                         learning_rate=cfg["learning_rate"],
                         stop_after_epochs=cfg["stop_after_epochs"],
                         max_num_epochs=cfg["max_num_epochs"],
-                        force_first_round_loss=r > 0,  # the pooled proposal is the prior inside the box
+                        **({"force_first_round_loss": True} if r > 0 else {}),  # pooled proposal = prior inside the box
                     )
                 if r == rounds - 1:
                     summary = trainers[k].summary
@@ -270,8 +276,10 @@ def train(
             if r < rounds - 1:
                 box = _truncation_box(AmortizedPosterior(analysis, estimators, cfg), obs, box, cfg["truncation_margin"], seed + r)
                 cfg.setdefault("truncation_boxes", []).append(box)
+            bar.update(1)
     finally:
         ctx.__exit__(None, None, None)
+        bar.close()
     cfg["truncation"] = box
     cfg["simulations_per_round"] = sizes
     cfg["simulation_seconds"] = t_sim
