@@ -178,12 +178,21 @@ class Analysis:
                 vals.append(pyro.sample(name, to_distribution(spec, self.dtype)))
         return torch.stack(torch.broadcast_tensors(*vals), -1)
 
+    def _scalar_nuisance_spec(self, block, name: str):
+        """The univariate prior spec of nuisance ``name``, or None when its block is sampled jointly (a correlated
+        block with no member overridden)."""
+        if len(block.names) == 1:
+            return self.overrides.get(name, block.prior)
+        if any(n in self.overrides for n in block.names):
+            return self.overrides.get(name, _marginal(block.prior, block.names.index(name)))
+        return None
+
     def _sample_nuisance(self) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
         for block in self._nuisance_blocks:
-            if len(block.names) == 1 or any(n in self.overrides for n in block.names):
-                for i, name in enumerate(block.names):
-                    spec = self.overrides.get(name, block.prior if len(block.names) == 1 else _marginal(block.prior, i))
+            if self._scalar_nuisance_spec(block, block.names[0]) is not None:
+                for name in block.names:
+                    spec = self._scalar_nuisance_spec(block, name)
                     if is_fixed(spec):
                         out[name] = self._const(fixed_value(spec))
                     else:
@@ -204,17 +213,15 @@ class Analysis:
             out[name] = x
         return out
 
-    def prior_model(self) -> None:
+    def prior_model(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The prior part of :meth:`model` alone: the same sample sites in the same order, no forward model and
-        no likelihoods (cheap prior transforms and prior densities)."""
-        self._sample_inputs()
-        self._sample_nuisance()
+        no likelihoods (cheap prior transforms and prior densities). Returns ``(inputs, nuisance)``."""
+        return self._sample_inputs(), self._sample_nuisance()
 
     def model(self) -> dict[str, torch.Tensor]:
         """The Pyro program. Returns the forward-model outputs (the theory)."""
-        z = self._sample_inputs()
+        z, nuisance = self.prior_model()
         theory = self.forward(z)
-        nuisance = self._sample_nuisance()
         for lik in self.likelihoods:
             pyro.sample(lik.name, lik.distribution(theory, nuisance), obs=lik.data)
         return theory
@@ -373,8 +380,8 @@ class Analysis:
             block = next((b for b in self._nuisance_blocks if name in b.names), None)
             if block is None:
                 raise LatentInferError(f"restricted: unknown parameter '{name}'")
-            if len(block.names) == 1 or any(n in self.overrides for n in block.names):
-                spec = self.overrides.get(name, block.prior if len(block.names) == 1 else _marginal(block.prior, block.names.index(name)))
+            spec = self._scalar_nuisance_spec(block, name)
+            if spec is not None:
                 new.overrides[name] = restrict(spec, float(lo), float(hi), name)
         return new
 

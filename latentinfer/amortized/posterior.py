@@ -87,15 +87,12 @@ def _build_fn(cfg: dict, embedding: torch.nn.Module | None = None):
 
 def _data_mean(analysis, u: torch.Tensor, transforms) -> torch.Tensor:
     """The expected data vector (all likelihoods, program order) at unconstrained parameters ``u`` ``(p,)``."""
-    from ..priors import fixed_value
+    from pyro import poutine
 
     values, _ = analysis.constrain(u, transforms)
     theory = analysis.theory(values)
-    parts = []
-    for lik in analysis.likelihoods:
-        nuis = {n: values[n] if n in values else analysis._const(fixed_value(analysis.prior_of(n))) for n in lik.nuisance_names}
-        parts.append(lik.distribution(theory, nuis).mean)
-    return torch.cat(parts, -1)
+    _, nuisance = poutine.condition(analysis.prior_model, data=values)()  # fixed nuisances included
+    return torch.cat([lik.distribution(theory, nuisance).mean for lik in analysis.likelihoods], -1)
 
 
 def _score_compression(analysis, observed, seed: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
@@ -136,11 +133,11 @@ def _score_layer(cfg, W, b, x) -> torch.nn.Module:
     t = x.to(W.dtype) @ W.T + b
     m, s = t.mean(0), t.std(0).clamp_min(1e-12)
     W, b = W / s[:, None], (b - m) / s
-    lin = emb = _embedding(cfg)
+    lin = _embedding(cfg)
     with torch.no_grad():
         lin.weight.copy_(W.float())
         lin.bias.copy_(b.float())
-    return emb
+    return lin
 
 
 class _NullTracker:

@@ -1,8 +1,8 @@
 """Nested sampling (dynesty) of the same program: an independent evidence estimate, for cross-checks.
 
-The prior transform runs the prior part of the Pyro program (:meth:`~latentinfer.Analysis.prior_model`) once per batch with every free sample site set to the inverse CDF
-of its (conditional) prior at a unit-cube coordinate, in program order; so correlated nuisance blocks (chains of
-conditionals) are transformed exactly. Every free prior must be univariate with an ``icdf`` (normal, uniform).
+The prior transform runs the prior part of the Pyro program (:meth:`~latentinfer.Analysis.prior_model`) once per
+batch with every free sample site set to the inverse CDF of its (conditional) prior at a unit-cube coordinate, in
+program order; so correlated nuisance blocks (chains of conditionals) are transformed exactly. Every free prior must be univariate with an ``icdf`` (normal, uniform).
 """
 
 from __future__ import annotations
