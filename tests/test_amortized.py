@@ -153,7 +153,7 @@ def test_truncated_sequential_npe_matches_exact_posterior(narrow):
     from sbi.utils.metrics import c2st
 
     lg = narrow
-    amo = lg.analysis.train_sbi("npe", num_simulations=3000, seed=0, rounds=3, observed=lg.y, max_num_epochs=150)
+    amo = lg.analysis.train_sbi("npe", num_simulations=3000, seed=0, rounds=3, observed=lg.y)
     assert amo.config["simulations_per_round"] == [1000, 1000, 1000] and len(amo.config["truncation_boxes"]) == 2
     post = amo.posterior(lg.y, num_samples=4000, seed=0)
     g = torch.Generator().manual_seed(0)
@@ -168,8 +168,34 @@ def test_truncated_sequential_npe_matches_exact_posterior(narrow):
     assert post.attrs["outside_truncation"] < 0.01
     # data far from the focus: the draws leave the box and the user is told
     far = lg.A @ torch.tensor([-2.5, 2.5], dtype=torch.float64) + lg.b
-    with pytest.warns(UserWarning, match="outside the truncation box"):
+    with pytest.warns(UserWarning, match="outside the truncation region"):
         amo.posterior(far, num_samples=1000, seed=0)
+
+
+def test_truncation_region_draws(lg):
+    """TSNPE's proposal: draws inside box and ellipsoid, distributed as the prior restricted there (checked against
+    plain rejection from prior draws, KS per coordinate), and simulations at given parameters use exactly them."""
+    from scipy.stats import ks_2samp
+
+    from latentinfer.amortized.posterior import _draw_in_region, _in_region
+    from latentinfer.amortized.simulate import prior_draws
+
+    a, tr = lg.analysis, lg.analysis.transforms()
+    box = {n: [-0.5, 1.5] for n in lg.names}
+    ell = [{"mean": [0.3] * lg.d, "cov": (0.25 * np.eye(lg.d)).tolist(), "radius": 1.5}]
+    vals = _draw_in_region(a, box, ell, 3000, seed=0, batch=20000)
+    assert all(v.shape == (3000,) for v in vals.values())
+    assert _in_region(vals, a.unconstrain(vals, tr), box, ell).all()
+    ref = prior_draws(a, 100000, seed=1)
+    ref = {k: v[_in_region(ref, a.unconstrain(ref, tr), box, ell)] for k, v in ref.items()}
+    for n in lg.names:
+        assert ks_2samp(vals[n].numpy(), ref[n].numpy()).pvalue > 1e-3, n
+    sims = simulate(a, 40, seed=0, parameters={k: v[:40] for k, v in vals.items()})
+    for n in lg.names:
+        torch.testing.assert_close(sims[n], vals[n][:40])
+    torch.testing.assert_close(sims["u"], a.unconstrain({k: v[:40] for k, v in vals.items()}, tr))
+    with pytest.raises(LatentInferError, match="fell in the truncation region"):
+        _draw_in_region(a, {n: [-0.5, 1.5] for n in lg.names}, [{**ell[0], "mean": [9.0] * lg.d}], 10, seed=0, batch=100)
 
 
 def test_truncated_sequential_npe_bad_input(lg):
@@ -211,8 +237,46 @@ def test_score_compression_embedding(lg, tmp_path):
     back = AmortizedPosterior.load(tmp_path / "score", lg.analysis)
     u = torch.randn(5, lg.d, dtype=torch.float64)
     torch.testing.assert_close(amo.log_prob_unconstrained(u, lg.y), back.log_prob_unconstrained(u, lg.y))
-    with pytest.raises(LatentInferError, match="embedding must be null, 'mlp' or 'score'"):
-        lg.analysis.train_sbi("npe", num_simulations=200, embedding="pca")
+    with pytest.raises(LatentInferError, match="embedding must be null, 'mlp', 'pca' or 'score'"):
+        lg.analysis.train_sbi("npe", num_simulations=200, embedding="moped")
+
+
+def test_pca_compression_embedding(lg, tmp_path):
+    """embedding='pca': whitened principal components of the simulated noiseless data. For a linear model the
+    data move in a d-dimensional subspace, so d components are kept and they are a sufficient statistic (the
+    GLS estimator is a linear function of them); NPE then matches the exact posterior and survives save/load.
+    The simulations' mean data come out of simulate(with_mean=True) without changing the draws."""
+    from sbi.utils.metrics import c2st
+
+    from latentinfer.amortized.posterior import _pca_compression
+
+    sims = simulate(lg.analysis, 3000, seed=3, with_mean=True)
+    assert torch.equal(sims["x"], simulate(lg.analysis, 3000, seed=3)["x"])
+    torch.testing.assert_close(sims["mean"], sims["u"] @ lg.A.T + lg.b)
+    W, b, info = _pca_compression(lg.analysis, sims["mean"], None, 0.01)
+    assert info["components"] == lg.d and W.shape == (lg.d, lg.n) and info["chi2_lost_p99"] < 1e-8
+    torch.testing.assert_close(W @ sims["mean"].mean(0) + b, torch.zeros(lg.d, dtype=W.dtype), atol=1e-9, rtol=0)
+    # unit noise: W C W^T = I (orthonormal directions of the whitened data)
+    torch.testing.assert_close(W @ lg.C @ W.T, torch.eye(lg.d, dtype=W.dtype), atol=1e-8, rtol=0)
+    # sufficiency: A^T C^-1 = M W for some M (the GLS normal equations see the data only through t)
+    G = lg.A.T @ torch.linalg.inv(lg.C)
+    M = torch.linalg.lstsq(W.T, G.T).solution.T
+    torch.testing.assert_close(M @ W, G, atol=1e-8, rtol=1e-8)
+    assert _pca_compression(lg.analysis, sims["mean"], 1, 0.01)[2]["components"] == 1  # a fixed k is kept
+    amo = lg.analysis.train_sbi("npe", num_simulations=2000, seed=0, max_num_epochs=60, embedding="pca", observed=lg.y)
+    assert amo.config["embedding_dim"] == lg.d
+    post = amo.posterior(lg.y, num_samples=4000, seed=0)
+    g = torch.Generator().manual_seed(0)
+    exact = lg.post_mean() + torch.randn(2000, lg.d, generator=g, dtype=torch.float64) @ torch.linalg.cholesky(lg.post_cov).T
+    assert float(c2st(torch.as_tensor(post.samples()[:2000]).float(), exact.float(), seed=0)) < 0.6
+    amo.save(tmp_path / "pca")
+    back = AmortizedPosterior.load(tmp_path / "pca", lg.analysis)
+    u = torch.randn(5, lg.d, dtype=torch.float64)
+    torch.testing.assert_close(amo.log_prob_unconstrained(u, lg.y), back.log_prob_unconstrained(u, lg.y))
+    with pytest.raises(LatentInferError, match="embedding_dim must be an integer >= 1"):
+        lg.analysis.train_sbi("npe", num_simulations=200, embedding="pca", embedding_dim=0)
+    with pytest.raises(LatentInferError, match="pca_tolerance must be a number > 0"):
+        lg.analysis.train_sbi("npe", num_simulations=200, embedding="pca", pca_tolerance=-1)
 
 
 def test_npe_as_a_run_method(lg, tmp_path):
@@ -237,6 +301,6 @@ def test_npe_as_a_run_method(lg, tmp_path):
     g = torch.Generator().manual_seed(0)
     exact = lg.post_mean() + torch.randn(2000, lg.d, generator=g, dtype=torch.float64) @ torch.linalg.cholesky(lg.post_cov).T
     assert float(c2st(torch.as_tensor(post.samples()).float(), exact.float(), seed=0)) < 0.6
-    cfg["inference"].update(embedding="pca")
+    cfg["inference"].update(embedding="moped")
     path.write_text(yaml.safe_dump(cfg))
     assert main(["run", str(path), "--out", str(tmp_path / "bad")]) == 2

@@ -13,7 +13,7 @@ from pyro import poutine
 from ..errors import LatentInferError
 from ..priors import fixed_value
 
-__all__ = ["simulate", "check_can_simulate", "ProgramPrior", "split_data", "join_data"]
+__all__ = ["simulate", "prior_draws", "check_can_simulate", "ProgramPrior", "split_data", "join_data"]
 
 
 def check_can_simulate(analysis) -> None:
@@ -25,10 +25,13 @@ def check_can_simulate(analysis) -> None:
             )
 
 
-def _draw_parameters(analysis, n: int):
-    """One vectorised pass of the program over a plate of ``n``: (values, theory, nuisance)."""
+def _draw_parameters(analysis, n: int, given: dict[str, torch.Tensor] | None = None):
+    """One vectorised pass of the program over a plate of ``n``: (values, theory, nuisance).
+
+    ``given``: parameter values ``{name: (n,)}`` to condition on instead of drawing them from the prior."""
+    model = poutine.condition(analysis.model, data=given) if given else analysis.model
     with torch.no_grad(), pyro.plate("_simulations", n):
-        tr = poutine.trace(analysis.model).get_trace()
+        tr = poutine.trace(model).get_trace()
     values = {k: tr.nodes[k]["value"] for k in analysis.parameter_names}
     theory = tr.nodes["_RETURN"]["value"]
     nuisance = {}
@@ -40,11 +43,23 @@ def _draw_parameters(analysis, n: int):
     return values, theory, nuisance
 
 
-def simulate(analysis, n: int, seed: int = 0, chunk: int = 2000) -> dict[str, torch.Tensor]:
+def prior_draws(analysis, n: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """``n`` draws ``{parameter: (n,)}`` of the prior sites alone (no forward model, no data): cheap."""
+    pyro.set_rng_seed(seed)
+    with torch.no_grad(), pyro.plate("_simulations", n):
+        tr = poutine.trace(analysis.prior_model).get_trace()
+    return {k: tr.nodes[k]["value"].expand(n) for k in analysis.parameter_names}
+
+
+def simulate(
+    analysis, n: int, seed: int = 0, chunk: int = 2000, with_mean: bool = False, parameters: dict[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
     """``n`` draws from the prior predictive.
 
     Returns ``{"u": (n, n_params) unconstrained parameters, "x": (n, n_data_total) data, plus one entry per
     parameter (constrained, (n,)) and per likelihood ((n, n_data))}``. Same ``seed``, same draws.
+    ``with_mean``: also ``"mean"`` ``(n, n_data_total)``, the noiseless expected data of each draw.
+    ``parameters``: simulate at these values ``{parameter: (n,)}`` instead of prior draws.
     """
     check_can_simulate(analysis)
     if n < 1:
@@ -55,7 +70,8 @@ def simulate(analysis, n: int, seed: int = 0, chunk: int = 2000) -> dict[str, to
     parts: dict[str, list[torch.Tensor]] = {}
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
-        values, theory, nuisance = _draw_parameters(analysis, m)
+        given = {k: v[start : start + m] for k, v in parameters.items()} if parameters is not None else None
+        values, theory, nuisance = _draw_parameters(analysis, m, given)
         for lik in analysis.likelihoods:
             try:
                 with torch.no_grad():
@@ -63,12 +79,17 @@ def simulate(analysis, n: int, seed: int = 0, chunk: int = 2000) -> dict[str, to
             except NotImplementedError:
                 raise LatentInferError(f"likelihood '{lik.name}' cannot simulate data; SBI and coverage need simulate()") from None
             parts.setdefault(lik.name, []).append(x.expand(m, lik.n_data))
+            if with_mean:
+                with torch.no_grad():
+                    parts.setdefault(f"mean:{lik.name}", []).append(lik.distribution(theory, nuisance).mean.expand(m, lik.n_data))
         for k, v in values.items():
             parts.setdefault(k, []).append(v.expand(m))
         with torch.no_grad():
             parts.setdefault("u", []).append(analysis.unconstrain(values, transforms))
     out = {k: torch.cat(v) for k, v in parts.items()}
     out["x"] = torch.cat([out[name] for name in analysis.observed_names], -1)
+    if with_mean:
+        out["mean"] = torch.cat([out.pop(f"mean:{name}") for name in analysis.observed_names], -1)
     return out
 
 

@@ -28,7 +28,7 @@ class NPEMethod(InferenceMethod):
             progress=s["progress"],
         )
         post = amo.posterior(observed, num_samples=s["num_samples"], seed=s["seed"])
-        for key in ("truncation", "simulations_per_round", "epochs", "score_compression"):
+        for key in ("truncation", "simulations_per_round", "epochs", "score_compression", "pca_compression"):
             if amo.config.get(key) is not None:
                 post.attrs[f"npe_{key}"] = str(amo.config[key])
         return post
