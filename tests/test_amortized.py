@@ -209,12 +209,24 @@ def test_truncated_sequential_npe_bad_input(lg):
         lg.analysis.train_sbi("npe", num_simulations=120, rounds=3, observed=lg.y)
 
 
+def _check_exact_and_round_trip(lg, amo, folder):
+    """NPE on ``lg.y`` is indistinguishable from the exact posterior (C2ST < 0.6), and save/load keeps the density."""
+    from sbi.utils.metrics import c2st
+
+    post = amo.posterior(lg.y, num_samples=4000, seed=0)
+    g = torch.Generator().manual_seed(0)
+    exact = lg.post_mean() + torch.randn(2000, lg.d, generator=g, dtype=torch.float64) @ torch.linalg.cholesky(lg.post_cov).T
+    assert float(c2st(torch.as_tensor(post.samples()[:2000]).float(), exact.float(), seed=0)) < 0.6
+    amo.save(folder)
+    back = AmortizedPosterior.load(folder, lg.analysis)
+    u = torch.randn(5, lg.d, dtype=torch.float64)
+    torch.testing.assert_close(amo.log_prob_unconstrained(u, lg.y), back.log_prob_unconstrained(u, lg.y))
+
+
 def test_score_compression_embedding(lg, tmp_path):
     """embedding='score': the data enter as the Fisher-scaled score at the MAP (one number per parameter); for a
     linear-Gaussian model that is a sufficient statistic, so NPE still matches the exact posterior; the fixed
     compression travels in the safetensors and survives save/load."""
-    from sbi.utils.metrics import c2st
-
     from latentinfer.amortized.posterior import _score_compression
 
     W, b, info = _score_compression(lg.analysis, lg.y, seed=0)
@@ -229,14 +241,7 @@ def test_score_compression_embedding(lg, tmp_path):
     u_map = lg.post_mean()
     torch.testing.assert_close(W @ lg.y + b, torch.linalg.solve(F, u_map) / sd, rtol=1e-4, atol=1e-6)
     amo = lg.analysis.train_sbi("npe", num_simulations=2000, seed=0, max_num_epochs=60, embedding="score", observed=lg.y)
-    post = amo.posterior(lg.y, num_samples=4000, seed=0)
-    g = torch.Generator().manual_seed(0)
-    exact = lg.post_mean() + torch.randn(2000, lg.d, generator=g, dtype=torch.float64) @ torch.linalg.cholesky(lg.post_cov).T
-    assert float(c2st(torch.as_tensor(post.samples()[:2000]).float(), exact.float(), seed=0)) < 0.6
-    amo.save(tmp_path / "score")
-    back = AmortizedPosterior.load(tmp_path / "score", lg.analysis)
-    u = torch.randn(5, lg.d, dtype=torch.float64)
-    torch.testing.assert_close(amo.log_prob_unconstrained(u, lg.y), back.log_prob_unconstrained(u, lg.y))
+    _check_exact_and_round_trip(lg, amo, tmp_path / "score")
     with pytest.raises(LatentInferError, match="embedding must be null, 'mlp', 'pca' or 'score'"):
         lg.analysis.train_sbi("npe", num_simulations=200, embedding="moped")
 
@@ -246,8 +251,6 @@ def test_pca_compression_embedding(lg, tmp_path):
     data move in a d-dimensional subspace, so d components are kept and they are a sufficient statistic (the
     GLS estimator is a linear function of them); NPE then matches the exact posterior and survives save/load.
     The simulations' mean data come out of simulate(with_mean=True) without changing the draws."""
-    from sbi.utils.metrics import c2st
-
     from latentinfer.amortized.posterior import _pca_compression
 
     sims = simulate(lg.analysis, 3000, seed=3, with_mean=True)
@@ -265,14 +268,7 @@ def test_pca_compression_embedding(lg, tmp_path):
     assert _pca_compression(lg.analysis, sims["mean"], 1, 0.01)[2]["components"] == 1  # a fixed k is kept
     amo = lg.analysis.train_sbi("npe", num_simulations=2000, seed=0, max_num_epochs=60, embedding="pca", observed=lg.y)
     assert amo.config["embedding_dim"] == lg.d
-    post = amo.posterior(lg.y, num_samples=4000, seed=0)
-    g = torch.Generator().manual_seed(0)
-    exact = lg.post_mean() + torch.randn(2000, lg.d, generator=g, dtype=torch.float64) @ torch.linalg.cholesky(lg.post_cov).T
-    assert float(c2st(torch.as_tensor(post.samples()[:2000]).float(), exact.float(), seed=0)) < 0.6
-    amo.save(tmp_path / "pca")
-    back = AmortizedPosterior.load(tmp_path / "pca", lg.analysis)
-    u = torch.randn(5, lg.d, dtype=torch.float64)
-    torch.testing.assert_close(amo.log_prob_unconstrained(u, lg.y), back.log_prob_unconstrained(u, lg.y))
+    _check_exact_and_round_trip(lg, amo, tmp_path / "pca")
     with pytest.raises(LatentInferError, match="embedding_dim must be an integer >= 1"):
         lg.analysis.train_sbi("npe", num_simulations=200, embedding="pca", embedding_dim=0)
     with pytest.raises(LatentInferError, match="pca_tolerance must be a number > 0"):
