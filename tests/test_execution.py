@@ -71,7 +71,7 @@ def test_unknown_backend_is_an_error():
 def test_slurm_block_becomes_a_job_script():
     opts = backend_from({"cluster": {"slurm": {
         "cores": 2, "memory": "3GB", "walltime": "00:10:00", "queue": "short", "account": "cosmo", "jobs": 4,
-        "job_extra_directives": ["--constraint=cpu"], "scheduler_options": {"host": "127.0.0.1", "dashboard_address": None},
+        "job_extra_directives": ["--constraint=cpu"], "scheduler_options": {"host": "127.0.0.1", "dashboard_address": ":0"},
     }}})["cluster"]
     with slurm_cluster(opts, scale=False) as cluster:  # builds the job script, submits nothing
         script = cluster.job_script()
