@@ -149,7 +149,9 @@ def validate_config(raw: Any, source: str = "config") -> dict:
     _choice(inf["guide"], ("normal", "multivariate_normal", "flow"), "guide", inf_where)
     _choice(inf["init"], ("laplace", "prior"), "init", inf_where)
     if inf["embedding"] is not None:
-        _choice(inf["embedding"], ("mlp", "pca", "score"), "embedding", inf_where)
+        from .amortized.posterior import EMBEDDINGS
+
+        _choice(inf["embedding"], tuple(e for e in EMBEDDINGS if e), "embedding", inf_where)
     for key in ("chains", "draws", "walkers", "steps", "num_samples", "thin", "rounds", "ensemble"):
         if inf[key] < 1:
             raise ConfigError(f"{inf_where}: key '{key}' must be >= 1, got {inf[key]}")

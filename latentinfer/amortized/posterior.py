@@ -116,7 +116,7 @@ def _score_compression(analysis, observed, seed: int) -> tuple[torch.Tensor, tor
         u0, _ = analysis.with_data(split_data(analysis, observed)).laplace(seed=seed)
         where = "MAP of the observed data"
     else:
-        u0 = analysis.unconstrain({k: v.mean(0) for k, v in analysis.sample_prior(2000, seed=seed).items() if k in analysis.parameter_names}, transforms)
+        u0 = analysis.unconstrain({k: v.mean(0) for k, v in prior_draws(analysis, 2000, seed=seed).items()}, transforms)
         where = "prior mean"
     u0 = u0.detach().to(analysis.dtype)
     with torch.no_grad():
@@ -261,7 +261,6 @@ def train(
     if not (isinstance(cfg["truncation_margin"], (int, float)) and cfg["truncation_margin"] >= 0):
         raise ConfigError(f"train_sbi: truncation_margin must be a number >= 0, got {cfg['truncation_margin']!r}")
     obs = join_data(analysis, observed) if observed is not None else None
-    transforms = analysis.transforms()
     fixed = None
     if cfg["embedding"] == "score":
         W, b, info = _score_compression(analysis, obs, seed)
@@ -285,8 +284,7 @@ def train(
             t0 = time.perf_counter()
             given = _draw_in_region(analysis, box, ellipsoids, n_r, seed + 7919 * r) if box is not None else None
             sims = simulate(analysis, n_r, seed=seed + 7919 * r, with_mean=cfg["embedding"] == "pca" and r == 0, parameters=given)
-            with torch.no_grad():  # the original program's unconstrained space for every round
-                pool["theta"].append(analysis.unconstrain({n: sims[n] for n in names}, transforms).float())
+            pool["theta"].append(sims["u"].float())  # simulated with the original program: its unconstrained space
             pool["x"].append(sims["x"].float())
             for n in names:
                 pool[n].append(sims[n])
@@ -383,8 +381,6 @@ def _in_region(values: dict[str, torch.Tensor], u: torch.Tensor, box, ellipsoids
 def _draw_in_region(analysis, box, ellipsoids, n: int, seed: int, batch: int = 100_000) -> dict[str, torch.Tensor]:
     """``n`` prior draws inside the region (the prior restricted to the box, then rejection on the ellipsoids):
     proportional to the prior there. Prior sites only, so the rejected draws cost no forward model."""
-    from ..errors import LatentInferError
-
     source = analysis.restricted(box)
     transforms = analysis.transforms()
     kept: dict[str, list[torch.Tensor]] = {}

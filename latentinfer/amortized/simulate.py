@@ -43,12 +43,17 @@ def _draw_parameters(analysis, n: int, given: dict[str, torch.Tensor] | None = N
     return values, theory, nuisance
 
 
-def prior_draws(analysis, n: int, seed: int = 0) -> dict[str, torch.Tensor]:
-    """``n`` draws ``{parameter: (n,)}`` of the prior sites alone (no forward model, no data): cheap."""
-    pyro.set_rng_seed(seed)
+def _prior_values(analysis, n: int) -> dict[str, torch.Tensor]:
+    """``n`` draws ``{parameter: (n,)}`` of the prior sites alone (no forward model), from the current RNG state."""
     with torch.no_grad(), pyro.plate("_simulations", n):
         tr = poutine.trace(analysis.prior_model).get_trace()
     return {k: tr.nodes[k]["value"].expand(n) for k in analysis.parameter_names}
+
+
+def prior_draws(analysis, n: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """``n`` draws ``{parameter: (n,)}`` of the prior sites alone (no forward model, no data): cheap."""
+    pyro.set_rng_seed(seed)
+    return _prior_values(analysis, n)
 
 
 def simulate(
@@ -133,7 +138,7 @@ class ProgramPrior(torch.distributions.Distribution):
 
     def sample(self, sample_shape=torch.Size()):
         n = int(torch.Size(sample_shape).numel()) or 1
-        values, _, _ = _draw_parameters(self.analysis, n)
+        values = _prior_values(self.analysis, n)  # the prior sites alone: no decoder call per draw
         with torch.no_grad():
             u = self.analysis.unconstrain(values, self._transforms)
         return u.reshape(*torch.Size(sample_shape), -1).float()
