@@ -10,7 +10,7 @@ import pytest
 
 from latentinfer.cli import main
 from latentinfer.errors import ConfigError
-from latentinfer.simulate import BOXES, SEEDS, camb_spectra, parse_box, simulate, sobol_design
+from latentinfer.simulate import BOXES, SEEDS, camb_spectra, parse_box, parse_rows, simulate, sobol_design
 
 CORPUS = Path("/work/shared/data/camb")
 needs_corpus = pytest.mark.skipif(not (CORPUS / "lcdm.npz").is_file(), reason="shared CAMB corpus not available")
@@ -25,6 +25,26 @@ def test_design_matches_corpus_params(name, n):
     np.testing.assert_array_equal(np.array([v[0] for v in BOXES[name].values()]), low)
     np.testing.assert_array_equal(np.array([v[1] for v in BOXES[name].values()]), high)
     np.testing.assert_array_equal(sobol_design(BOXES[name], n, SEEDS[name]), params)  # bit-identical
+
+
+@needs_corpus
+def test_longer_design_extends_the_corpus_design():
+    """``--n 4096 --seed 12 --rows 1000:N`` extends the EDE corpus: its first 1000 points are the corpus's own."""
+    with np.load(CORPUS / "ede.npz") as f:
+        params = f["params"]
+    longer = sobol_design(BOXES["ede"], 4096, SEEDS["ede"])
+    np.testing.assert_array_equal(longer[:1000], params)
+    assert len(np.unique(longer[1000:], axis=0)) == 3096 and not (longer[1000:, None] == params[None]).all(-1).any()
+
+
+def test_rows_parsing_and_bad_rows(tmp_path, capsys):
+    np.testing.assert_array_equal(parse_rows("1000:1003", 4096), [1000, 1001, 1002])
+    assert parse_rows(None, 10) is None
+    for text, message in (("5:2", "START < STOP"), ("0:11", "STOP <= --n"), ("a:b", "START:STOP")):
+        with pytest.raises(ConfigError, match=message):
+            parse_rows(text, 10)
+    assert main(["simulate", "--model", "ede", "--n", "10", "--seed", "12", "--out", str(tmp_path), "--rows", "8:20"]) == 2
+    assert "--rows" in capsys.readouterr().err
 
 
 def test_design_other_seed_differs_and_stays_in_box():

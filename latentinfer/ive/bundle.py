@@ -107,7 +107,7 @@ class IVEForwardModel(ForwardModel):
         dtype = norm.ref_TT.dtype
         x = {s: torch.as_tensor(v, dtype=dtype) for s, v in norm.encode(D).items()}
         with torch.no_grad():
-            mu, _ = self.encoder(self.module.expansion.project(x).to(self.encoder.z_scale.dtype))
+            mu, _ = self.encoder(self.module.expansion.project(x).to(self.encoder.z_shift.dtype))
         return mu
 
 

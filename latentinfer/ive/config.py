@@ -33,7 +33,8 @@ class TrainConfig:
     ``lr_stages`` / ``batch_stages``: learning rate and batch size of each stage (decay by ~3-10 and growing
     batches, CosmoPower's recipe); a stage ends after ``patience`` epochs without validation improvement.
     ``test_from``: rows held out of training per corpus file (for ``validation.npz`` and accuracy); default
-    splits ``n_test`` evenly. ``n_train`` > 0 caps the training rows (learning curves).
+    splits ``n_test`` evenly. ``n_train`` > 0 caps the training rows (learning curves). ``latent_basis``: the
+    coordinates the trained latents are given (:mod:`latentinfer.ive.basis`; independent components by default).
     """
 
     corpus: list[str]
@@ -60,6 +61,7 @@ class TrainConfig:
     test_from: list[int] = field(default_factory=list)
     n_train: int = 0
     error_rank: int = 16
+    latent_basis: Literal["ica", "whiten", "standardise"] = "ica"
     seed: int = 0
     threads: int = 1
     progress: bool = True

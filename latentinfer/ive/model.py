@@ -7,8 +7,10 @@ Shapes: ``d`` latents, ``k`` PCA components per spectrum, ``n = 3199`` multipole
 * :class:`Encoder`: whitened PCA coefficients ``(..., 4k)`` -> latent mean and log-variance ``(..., d)`` each;
 * :class:`Decoder`: latents ``(..., d)`` -> D_ell dict ``{TT, TE, EE: muK^2, PP: dimensionless; (..., n)}``.
 
-Latents are rescaled after training (buffers ``z_shift``, ``z_scale``) so that the encoder means over the
-training set have zero mean and unit variance per latent: the N(0, 1) prior of inference then covers the corpus.
+Latents are re-expressed after training (buffers ``z_shift`` and the ``(d, d)`` matrices ``z_unmix`` of the
+encoder, ``z_mix = z_unmix^-1`` of the decoder) so that the encoder means over the training set have zero mean and
+identity covariance, in the basis chosen by :mod:`latentinfer.ive.basis` (independent components by default):
+the N(0, I) prior of inference then covers the corpus.
 """
 
 from __future__ import annotations
@@ -78,13 +80,18 @@ class Encoder(torch.nn.Module):
         self.k, self.k_in = k, min(k_in or k, k)
         self.net = mlp(4 * self.k_in, hidden, 2 * d, activation)
         self.register_buffer("z_shift", torch.zeros(d))
-        self.register_buffer("z_scale", torch.ones(d))
+        self.register_buffer("z_unmix", torch.eye(d))
 
     def forward(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Whitened coefficients ``(..., 4k)`` -> (mean, log-variance) of the rescaled latents, ``(..., d)`` each."""
+        """Whitened coefficients ``(..., 4k)`` -> (mean, log-variance) of the latents, ``(..., d)`` each.
+
+        The net's own latents ``u`` map to ``z = z_unmix (u - z_shift)``; the variance is the diagonal of
+        ``z_unmix diag(var_u) z_unmix^T`` (exact while the basis is diagonal, as during training).
+        """
         c = c.reshape(*c.shape[:-1], 4, self.k)[..., : self.k_in].reshape(*c.shape[:-1], 4 * self.k_in)
         mu, logvar = self.net(c).chunk(2, dim=-1)
-        return (mu - self.z_shift) / self.z_scale, logvar - 2 * torch.log(self.z_scale)
+        var = torch.exp(logvar) @ (self.z_unmix ** 2).T
+        return (mu - self.z_shift) @ self.z_unmix.T, torch.log(var)
 
 
 class Decoder(torch.nn.Module):
@@ -97,18 +104,18 @@ class Decoder(torch.nn.Module):
         self.expansion = PCAExpansion(pca)
         self.normaliser = normaliser
         self.register_buffer("z_shift", torch.zeros(d))
-        self.register_buffer("z_scale", torch.ones(d))
+        self.register_buffer("z_mix", torch.eye(d))
 
     def coefficients(self, z: torch.Tensor) -> torch.Tensor:
-        """Rescaled latents ``(..., d)`` -> whitened PCA coefficients ``(..., 4k)``."""
-        return self.net(z * self.z_scale + self.z_shift)
+        """Latents ``(..., d)`` -> whitened PCA coefficients ``(..., 4k)`` (the net sees ``z_mix z + z_shift``)."""
+        return self.net(z @ self.z_mix.T + self.z_shift)
 
     def standardised(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Rescaled latents ``(..., d)`` -> standardised targets ``{S: (..., n)}``."""
+        """Latents ``(..., d)`` -> standardised targets ``{S: (..., n)}``."""
         return self.expansion.expand(self.coefficients(z))
 
     def forward(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
-        z = z.to(self.z_scale.dtype)
+        z = z.to(self.z_mix.dtype)
         return self.normaliser.decode(self.standardised(z))
 
 
@@ -129,8 +136,20 @@ class IVE(torch.nn.Module):
     @torch.no_grad()
     def standardise_latents(self, c: torch.Tensor) -> None:
         """Rescale so encoder means over ``c`` have zero mean and unit variance (decoder compensates exactly)."""
-        self.encoder.z_shift.zero_(); self.encoder.z_scale.fill_(1.0)
+        self.encoder.z_shift.zero_(); self.encoder.z_unmix.copy_(torch.eye(len(self.encoder.z_shift)))
         mu, _ = self.encoder(c)
-        shift, scale = mu.mean(0), mu.std(0) + 1e-12
+        self.change_basis(mu.mean(0), torch.diag(1.0 / (mu.std(0) + 1e-12)))
+
+    @torch.no_grad()
+    def change_basis(self, shift: torch.Tensor, A: torch.Tensor) -> None:
+        """New latents ``z' = A (z - shift)`` for an invertible ``A (d, d)``; the decoder compensates exactly."""
+        A = torch.as_tensor(A, dtype=torch.float64)
+        shift = torch.as_tensor(shift, dtype=torch.float64)
+        U = self.encoder.z_unmix.double()
+        mix = torch.linalg.inv(U)  # the old latent -> net-latent map
+        new_shift = self.encoder.z_shift.double() + mix @ shift
+        new_unmix = A @ U
         for m in (self.encoder, self.decoder):
-            m.z_shift.copy_(shift); m.z_scale.copy_(scale)
+            m.z_shift.copy_(new_shift)
+        self.encoder.z_unmix.copy_(new_unmix)
+        self.decoder.z_mix.copy_(torch.linalg.inv(new_unmix))

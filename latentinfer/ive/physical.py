@@ -36,6 +36,15 @@ class PhysicalMap(torch.nn.Module):
         u = 2 * (theta.to(self.low.dtype) - self.low) / (self.high - self.low) - 1
         return self.net(u)
 
+    @torch.no_grad()
+    def change_basis(self, shift: torch.Tensor, A: torch.Tensor) -> None:
+        """Output ``A (z - shift)`` instead of ``z`` (folded into the last linear layer; exact)."""
+        last: torch.nn.Linear = self.net[-1]
+        A = torch.as_tensor(A, dtype=torch.float64)
+        w, b = last.weight.double(), last.bias.double()
+        last.weight.copy_(A @ w)
+        last.bias.copy_(A @ (b - torch.as_tensor(shift, dtype=torch.float64)))
+
 
 def _theta(sp: Split) -> torch.Tensor:
     return torch.as_tensor(sp.corpus.params, dtype=torch.float32)

@@ -1,7 +1,7 @@
 """``latentinfer train``: config -> trained IVE + physical map -> error covariance -> accuracy -> bundle.
 
-Every step is a function of :mod:`latentinfer.ive` (prepare, train_ive, train_physical, fit_error_cov,
-run_accuracy, write_ive_bundle); this module only chains them and records what happened in the card.
+Every step is a function of :mod:`latentinfer.ive` (prepare, train_ive, train_physical, set_latent_basis,
+fit_error_cov, run_accuracy, write_ive_bundle); this module only chains them and records what happened in the card.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ import yaml
 
 from ..io import atomic_write_bytes, sha256_file, to_jsonable, versions, write_json
 from .accuracy import GOAL, bundle_accuracy, check_accuracy, run_accuracy
+from .basis import set_latent_basis
 from .bundle import UNITS, write_ive_bundle
 from .config import TrainConfig
 from .data import ELL_MAX, ELL_MIN, SPECTRA
 from .errorcov import fit_error_cov
 from .physical import train_physical
-from .train import Prepared, Split, prepare, torch_threads, train_ive
+from .train import NoiseChi2, Prepared, Split, prepare, torch_threads, train_ive
 
 __all__ = ["run_training", "decode_split", "emulate_split", "refresh_card_accuracy"]
 
@@ -78,6 +79,7 @@ def _run_training(cfg: TrainConfig, out: str | Path | None, verbose: bool) -> di
     model, info = train_ive(prep, cfg)
     pmap, pinfo = train_physical(prep, model, cfg)
     model.eval(); pmap.eval()
+    basis = set_latent_basis(model, pmap, prep.train, NoiseChi2(prep.G, cfg.n_pca), cfg.latent_basis, cfg.seed)
     # emulator error from the early-stopping validation rows, accuracy on the held-out test rows
     val_dec, val_emu = decode_split(model, prep.val), emulate_split(model, pmap, prep.val)
     errcov = {"latent": fit_error_cov({s: val_dec[s] - prep.val.D[s] for s in SPECTRA}, cfg.error_rank),
@@ -113,6 +115,7 @@ def _run_training(cfg: TrainConfig, out: str | Path | None, verbose: bool) -> di
                      "physical_epochs": pinfo["epochs"], "physical_seconds": pinfo["seconds"],
                      "physical_best_val_chi2": pinfo["best_val_chi2"], "prepare_seconds": t_prep,
                      "total_seconds": seconds, "threads": cfg.threads},
+        "latent_basis": basis,
         "error_cov": {"form": "low rank + diagonal (errcov_<path>_U_<S>, errcov_<path>_d_<S>)", "rank": cfg.error_rank,
                       "source": "second moment of residuals on the validation rows, D_ell units"},
         "accuracy": None if acc is None else _accuracy_card(acc),

@@ -18,9 +18,9 @@ from ..execution import map_tasks
 from ..io import atomic_write_bytes
 from ..ive.data import corpus_ell_grid
 from .camb_runner import DERIVED_NAMES, camb_spectra, run_chunk
-from .design import BOXES, SEEDS, parse_box, sobol_design
+from .design import BOXES, SEEDS, parse_box, parse_rows, sobol_design
 
-__all__ = ["simulate", "sobol_design", "camb_spectra", "run_chunk", "BOXES", "SEEDS", "parse_box"]
+__all__ = ["simulate", "sobol_design", "camb_spectra", "run_chunk", "BOXES", "SEEDS", "parse_box", "parse_rows"]
 
 
 def simulate(model: str, n: int, seed: int, out: str | os.PathLike, *, box: dict | None = None, chunk: int = 25,

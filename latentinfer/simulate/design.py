@@ -10,7 +10,7 @@ from scipy.stats import qmc
 
 from ..errors import ConfigError
 
-__all__ = ["BOXES", "SEEDS", "sobol_design", "parse_box"]
+__all__ = ["BOXES", "SEEDS", "sobol_design", "parse_box", "parse_rows"]
 
 #: The corpus boxes (``/work/shared/data/camb/README.md``): name -> (low, high), in column order.
 BOXES: dict[str, dict[str, tuple[float, float]]] = {
@@ -53,3 +53,16 @@ def parse_box(text: str | None, model: str) -> dict[str, tuple[float, float]]:
             raise ConfigError(f"--box: parameter '{name}' needs LOW < HIGH, got {lo}:{hi}")
         box[name] = (lo, hi)
     return box
+
+
+def parse_rows(text: str | None, n: int) -> np.ndarray | None:
+    """Design rows ``"START:STOP"`` (0-based, STOP excluded) of an ``n``-point design; None for all of them."""
+    if not text:
+        return None
+    try:
+        start, stop = (int(x) for x in text.split(":"))
+    except ValueError:
+        raise ConfigError(f"--rows: '{text}' must be START:STOP (integers)") from None
+    if not 0 <= start < stop <= n:
+        raise ConfigError(f"--rows: need 0 <= START < STOP <= --n ({n}), got {start}:{stop}")
+    return np.arange(start, stop)
