@@ -45,7 +45,12 @@ def test_bundle_files_and_card(bundle):
     assert set(card["accuracy"]) >= {"encode_decode", "emulate", "goal", "passed"}
     with np.load(bundle / "validation.npz") as f:
         assert f["TT"].dtype == np.float32 and f["TT"].shape == (20, 1624) and list(f["names"]) == list(PLANCK)
-    TrainConfig.from_dict(__import__("yaml").safe_load((bundle / "train.yaml").read_text()))  # reproducible config
+    cfg = TrainConfig.from_dict(__import__("yaml").safe_load((bundle / "train.yaml").read_text()))  # reproducible config
+    # the basis step ran: the tiny model's latents are near Gaussian, so ICA may fall back to whitening, and says so
+    basis = card["latent_basis"]
+    assert cfg.latent_basis == "ica" and basis["method"] in ("ica", "whiten") and basis["fit_rows"] == card["corpus"]["n_train"]
+    assert basis["method"] == "ica" or "did not converge" in basis["note"]
+    assert basis["unit_step_chi2"] == sorted(basis["unit_step_chi2"], reverse=True) and len(basis["sign_parameter"]) == 3
 
 
 def test_forward_model_outputs_batched_and_differentiable(bundle):

@@ -78,6 +78,8 @@ def test_config_unknown_key_and_bad_values(tmp_path, corpus_slice, capsys):
         TrainConfig.from_dict({"corpus": [str(corpus_slice)], "beta": "big"})
     with pytest.raises(ConfigError, match="key 'activation'"):
         TrainConfig.from_dict({"corpus": [str(corpus_slice)], "activation": "sigmoid"})
+    with pytest.raises(ConfigError, match="key 'latent_basis' must be one of ica, whiten, standardise"):
+        TrainConfig.from_dict({"corpus": [str(corpus_slice)], "latent_basis": "pca"})
     with pytest.raises(ConfigError, match="missing key 'corpus'"):
         TrainConfig.from_dict({"latent_dim": 3})
     p = tmp_path / "bad.yaml"
