@@ -1,5 +1,6 @@
 """The latents' basis (:mod:`latentinfer.ive.basis`): independent components recover independent non-Gaussian sources
-up to order and sign, and cannot for Gaussian ones (the case built to fail, which keeps the whitened basis); the
+up to order and sign, and cannot for Gaussian ones (the case built to fail: FastICA fails to converge, or the bootstrap
+stability marks every component unidentified); the
 whitened and standardised bases; the change of basis is exact for the decoder, the encoder and the physical map;
 bad input."""
 
@@ -37,7 +38,7 @@ def test_ica_recovers_independent_sources_up_to_order_and_sign(source, seed):
     s, z = _mixed(source, seed)
     m, A, info = fit_basis(z, "ica", seed=0)
     zz = (z - m) @ A.T
-    assert info["method"] == "ica"
+    assert info["method"] == "ica" and info["identified"] == 4 and min(info["stability"]) > 0.99
     np.testing.assert_allclose(np.cov(zz, rowvar=False), np.eye(4), atol=1e-10)
     C = _match(zz, s)
     # the unmixing error of FastICA is O(1/sqrt(n)) ~ 0.02 rad at n = 4000: |corr| >= cos(0.1) ~ 0.995
@@ -47,13 +48,34 @@ def test_ica_recovers_independent_sources_up_to_order_and_sign(source, seed):
     assert _match((z - m) @ W.T, s).max(1).min() < 0.9
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_gaussian_sources_have_no_independent_components_and_keep_the_whitened_basis(seed):
+@pytest.mark.parametrize("seed", range(6))
+def test_gaussian_sources_have_no_identifiable_components(seed):
+    """On Gaussian sources FastICA mostly does not converge (the whitened basis is kept) but sometimes converges to
+    an arbitrary rotation (seeds 3 and 4 here): the bootstrap stability then marks every component unidentified."""
     s, z = _mixed("gaussian", seed)
     m, A, info = fit_basis(z, "ica")
-    assert info["method"] == "whiten" and info["requested"] == "ica" and "did not converge" in info["note"]
-    np.testing.assert_allclose(A, fit_basis(z, "whiten")[1])
+    assert info["method"] == ("ica" if seed in (3, 4) else "whiten")  # both branches are exercised
+    if info["method"] == "whiten":
+        assert info["requested"] == "ica" and "did not converge" in info["note"]
+        np.testing.assert_allclose(A, fit_basis(z, "whiten")[1])
+        diag = info["ica_diagnostics"]
+    else:
+        diag = info
+    assert diag["identified"] == 0 and max(diag["stability"]) < 0.9
     assert _match((z - m) @ A.T, s).max(1).min() < 0.9
+
+
+def test_stability_singles_out_the_gaussian_pair():
+    """Two uniform and two Gaussian sources: the uniform ones are identified, the Gaussian pair is not. Over 12 seeds
+    the identified components' stability was 0.93-0.99, that of Gaussian sources at most 0.78 (threshold 0.9)."""
+    rng = np.random.default_rng(0)
+    s = np.c_[rng.uniform(-1, 1, (4000, 2)), rng.normal(size=(4000, 2))]
+    z = s @ rng.normal(size=(4, 4)).T
+    m, A, info = fit_basis(z, "ica")
+    assert info["method"] == "ica" and info["identified"] == 2
+    stable = np.array(info["stability"]) > 0.9
+    C = _match((z - m) @ A.T, s)
+    assert sorted(C[stable].argmax(1)) == [0, 1] and C[stable].max(1).min() > 0.99
 
 
 def test_standardise_and_whiten():

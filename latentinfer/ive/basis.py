@@ -5,8 +5,10 @@ After training, the encoder means ``z (N, d)`` of the training rows are re-expre
 * ``standardise``: ``A = diag(1 / sd)``; zero mean and unit variance per latent, but the latents stay correlated;
 * ``whiten``: ``A = C^(-1/2)`` (symmetric square root of the covariance ``C``); uncorrelated as well;
 * ``ica`` (default): ``A = R C^(-1/2)`` with the rotation ``R`` of FastICA (scikit-learn, logcosh contrast): of
-  all whitened bases, the one whose coordinates are most nearly independent. If FastICA does not converge (latents
-  too close to Gaussian for the rotation to be identifiable), the whitened basis is kept and the card says so.
+  all whitened bases, the one whose coordinates are most nearly independent. If FastICA does not converge, the
+  whitened basis is kept and the card says so. Convergence alone does not prove the rotation identifiable (on
+  Gaussian sources FastICA sometimes converges to an arbitrary one), so each component's stability under bootstrap
+  refits is recorded as well: ``identified`` counts those above ``STABLE``.
 
 Why independent components: the corpus design draws the physical parameters independently and uniformly (far from
 Gaussian), so where the latents are close to a linear function of them, the independent components are
@@ -55,19 +57,43 @@ def fit_basis(z: np.ndarray, method: str = "ica", seed: int = 0) -> tuple[np.nda
     W = (V / np.sqrt(ev)) @ V.T
     if method == "whiten":
         return m, W, {"method": method}
+    R, stability, converged = _ica_rotation((z - m) @ W.T, seed)
+    diag = {"stability": stability.tolist(), "identified": int((stability > STABLE).sum()), "stability_rule": _STABILITY_RULE}
+    if not converged:  # no fixed point: no rotation singled out
+        return m, W, {"method": "whiten", "requested": "ica", "ica_diagnostics": diag,
+                      "note": "FastICA did not converge (latents too close to Gaussian for independent components): "
+                              "whitened basis kept"}
+    return m, R @ W, {"method": method, "ica_contrast": "logcosh", **diag}
+
+
+STABLE = 0.9
+_STABILITY_RULE = (f"10th percentile over 20 bootstrap refits of FastICA of the best |cos| between a component and "
+                   f"the refit's components; > {STABLE}: identified")
+
+
+def _fastica(x: np.ndarray, seed: int) -> tuple[np.ndarray, bool]:
+    """FastICA rotation (rows: unit unmixing vectors) of whitened ``x`` and whether it converged."""
     from sklearn.decomposition import FastICA
     from sklearn.exceptions import ConvergenceWarning
 
-    ica = FastICA(whiten=False, fun="logcosh", max_iter=10000, tol=1e-6, random_state=seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", ConvergenceWarning)
-        try:
-            ica.fit((z - m) @ W.T)
-        except ConvergenceWarning:  # near-Gaussian latents: no identifiable rotation, keep the whitened basis
-            return m, W, {"method": "whiten", "requested": "ica",
-                          "note": f"FastICA did not converge in {ica.max_iter} iterations (latents too close to "
-                                  "Gaussian for independent components): whitened basis kept"}
-    return m, ica.components_ @ W, {"method": method, "ica_iterations": int(ica.n_iter_), "ica_contrast": "logcosh"}
+    ica = FastICA(whiten=False, fun="logcosh", max_iter=1000, tol=1e-6, random_state=seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        ica.fit(x)
+    R = ica.components_
+    return R / np.linalg.norm(R, axis=1, keepdims=True), not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+
+
+def _ica_rotation(x: np.ndarray, seed: int, n_boot: int = 20) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The FastICA rotation of whitened ``x``, each component's bootstrap stability (ICASSO's idea: an identifiable
+    component comes back in refits on resampled rows; in a subspace of Gaussian sources any rotation is as good, and
+    refits wander), and whether the main fit converged. Convergence alone does not tell: on Gaussian sources
+    FastICA sometimes converges to an arbitrary rotation."""
+    R, converged = _fastica(x, seed)
+    rng = np.random.default_rng(seed)
+    match = np.array([np.abs(R @ _fastica(x[rng.integers(0, len(x), len(x))], seed + 1 + b)[0].T).max(1)
+                      for b in range(n_boot)])
+    return R, np.quantile(match, 0.1, axis=0), converged
 
 
 def _rank(a: np.ndarray) -> np.ndarray:
@@ -105,6 +131,8 @@ def set_latent_basis(model, pmap, train, loss, method: str = "ica", seed: int = 
     P[np.arange(d), order] = sign[order]
     model.change_basis(torch.zeros(d), torch.as_tensor(P))
     pmap.change_basis(torch.zeros(d), torch.as_tensor(P))
+    if "stability" in info:  # per latent, in the new order
+        info["stability"] = [info["stability"][i] for i in order]
     return {**info, "fit_rows": int(len(train)),
             "order": "decreasing median noise-unit chi2 of a unit step along the latent (training rows)",
             "unit_step_chi2": [float(step[i]) for i in order],
