@@ -40,12 +40,13 @@ def test_shipped_model_loads_and_card_accuracy_reproduces(name):
 def test_shipped_latents_are_uncorrelated(name):
     """The basis (fitted on the training rows; independent components for cmb-lcdm, whitened for cmb-ede) makes the
     held-out rows' latents uncorrelated within sampling error (4 / sqrt(n)); the standardised basis of the same
-    networks had correlations up to 0.92. (Their variances are not 1 there: half of cmb-lcdm's held-out rows come from the narrower core box.)"""
+    networks had correlations up to 0.92. (Their variances are not 1 there: half of cmb-lcdm's held-out rows come
+    from the narrower core box.)"""
     from latentinfer.ive import encode_corpus
 
     m = li.load_model(name)
     basis = m.meta["card"]["latent_basis"]
-    # cmb-ede's latents have no bootstrap-stable independent components (stability <= 0.85): whitened basis
+    # FastICA does not converge on cmb-ede's latents (bootstrap stability <= 0.85 as well): whitened basis kept
     assert basis["method"] == {"cmb-lcdm": "ica", "cmb-ede": "whiten"}[name], basis
     z = encode_corpus(m)["z"]
     n, d = z.shape

@@ -67,8 +67,9 @@ def fit_basis(z: np.ndarray, method: str = "ica", seed: int = 0) -> tuple[np.nda
 
 
 STABLE = 0.9
-_STABILITY_RULE = (f"10th percentile over 20 bootstrap refits of FastICA of the best |cos| between a component and "
-                   f"the refit's components; > {STABLE}: identified")
+N_BOOT = 20
+_STABILITY_RULE = (f"10th percentile over {N_BOOT} bootstrap refits of FastICA of the best |cos| between a component "
+                   f"and the refit's components; > {STABLE}: identified")
 
 
 def _fastica(x: np.ndarray, seed: int) -> tuple[np.ndarray, bool]:
@@ -84,7 +85,7 @@ def _fastica(x: np.ndarray, seed: int) -> tuple[np.ndarray, bool]:
     return R / np.linalg.norm(R, axis=1, keepdims=True), not any(issubclass(w.category, ConvergenceWarning) for w in caught)
 
 
-def _ica_rotation(x: np.ndarray, seed: int, n_boot: int = 20) -> tuple[np.ndarray, np.ndarray, bool]:
+def _ica_rotation(x: np.ndarray, seed: int, n_boot: int = N_BOOT) -> tuple[np.ndarray, np.ndarray, bool]:
     """The FastICA rotation of whitened ``x``, each component's bootstrap stability (ICASSO's idea: an identifiable
     component comes back in refits on resampled rows; in a subspace of Gaussian sources any rotation is as good, and
     refits wander), and whether the main fit converged. Convergence alone does not tell: on Gaussian sources
