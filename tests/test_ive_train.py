@@ -100,3 +100,83 @@ def test_training_is_deterministic_and_learns(corpus_slice):
     sp = prep.val
     baseline = NoiseChi2(prep.G, prep.k)(torch.zeros_like(sp.c), sp.c, sp.b, sp.const).mean()
     assert i1["best_val_chi2"] < 0.5 * float(baseline)
+
+
+def test_lcdm_rows_join_ede_training_at_fde_zero(tmp_path, capsys):
+    """LCDM rows enter an EDE training set at fde_zc = 0, with log10_zc, theta_i spread over the EDE box; the
+    held-out EDE test rows and the EDE training rows are the same with and without them."""
+    ede = write_slice(tmp_path / "ede.npz", n=60, n_bad=0, source="ede.npz")
+    lcdm = write_slice(tmp_path / "lcdm.npz", n=50, n_bad=2, source="lcdm.npz")
+    base = TrainConfig(**tiny_config(ede, n_test=10))
+    aug = TrainConfig(**tiny_config(ede, n_test=10, lcdm_as_ede=[str(lcdm)]))
+    p0, p1 = prepare(base, verbose=False), prepare(aug, verbose=True)
+    assert "48 LCDM rows join as EDE rows at fde_zc = 0" in capsys.readouterr().out
+    np.testing.assert_array_equal(p1.test.corpus.params, p0.test.corpus.params)
+    assert len(p1.train) + len(p1.val) == len(p0.train) + len(p0.val) + 48
+    rows = np.concatenate([p1.train.corpus.params, p1.val.corpus.params])
+    names = p1.train.corpus.names
+    is_lcdm = rows[:, names.index("fde_zc")] == 0
+    assert is_lcdm.sum() == 48
+    with np.load(lcdm) as f:
+        good = f["params"][2:]
+    np.testing.assert_array_equal(np.sort(rows[is_lcdm, :6], axis=0), np.sort(good, axis=0))
+    for name in ("log10_zc", "theta_i"):  # spread over the box, not pinned to one value
+        j = names.index(name)
+        v = rows[is_lcdm, j]
+        assert p1.train.corpus.box_low[j] <= v.min() < v.max() <= p1.train.corpus.box_high[j]
+        assert v.std() > 0.2 * (p1.train.corpus.box_high[j] - p1.train.corpus.box_low[j])
+    np.testing.assert_array_equal(p1.train.corpus.box_low, p0.train.corpus.box_low)
+    np.testing.assert_array_equal(p1.train.corpus.box_high, p0.train.corpus.box_high)
+
+
+def test_lcdm_as_ede_bad_input(tmp_path, capsys):
+    ede = write_slice(tmp_path / "ede.npz", n=40, n_bad=0, source="ede.npz")
+    with pytest.raises(DataError, match="are not the EDE corpus's"):  # an EDE file given as LCDM rows
+        prepare(TrainConfig(**tiny_config(ede, n_test=5, lcdm_as_ede=[str(ede)])), verbose=False)
+    d = dict(np.load(write_slice(tmp_path / "lcdm.npz", n=20, n_bad=0, source="lcdm.npz")))
+    d["params"][3, 2] = 85.0  # H0 outside the EDE box [60, 80]
+    np.savez(tmp_path / "out.npz", **d)
+    cfg = tiny_config(ede, n_test=5, lcdm_as_ede=[str(tmp_path / "out.npz")])
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert "parameter 'H0' leaves the EDE box [60.0, 80.0]" in err and "Traceback" not in err
+
+
+def test_joint_physical_map_trains_with_the_ive(corpus_slice):
+    """joint_physical > 0: the map comes out of train_ive in the final latent basis (its emulated spectra are as
+    good as the encoder's reconstructions, far better than the mean spectrum), and train_physical only improves it."""
+    from latentinfer.ive.physical import evaluate_physical, train_physical
+
+    cfg = TrainConfig(**tiny_config(corpus_slice, max_epochs=30, joint_physical=1.0))
+    prep = prepare(cfg, verbose=False)
+    model, info = train_ive(prep, cfg)
+    pmap = info["physical_map"]
+    loss = NoiseChi2(prep.G, prep.k)
+    sp = prep.val
+    baseline = float(loss(torch.zeros_like(sp.c), sp.c, sp.b, sp.const).mean())
+    emu = float(evaluate_physical(pmap, model, loss, sp).mean())
+    assert emu < 0.5 * baseline
+    assert emu < 3 * float(np.mean(info["history"][-1]["val_chi2"]) + 1)
+    tuned, pinfo = train_physical(prep, model, cfg, init=pmap)
+    assert float(evaluate_physical(tuned, model, loss, sp).mean()) <= emu * (1 + 1e-6)
+    assert "physical_map" not in train_ive(prep, TrainConfig(**tiny_config(corpus_slice, max_epochs=2)))[1]
+    with pytest.raises(ConfigError, match="joint_physical"):
+        TrainConfig(**tiny_config(corpus_slice, joint_physical=-1.0))
+
+
+def test_direct_baseline_learns_and_writes_json(corpus_slice, tmp_path, capsys):
+    """The no-bottleneck reference emulator: deterministic, far better than the mean spectrum, written by the CLI."""
+    from latentinfer.ive.scan import direct_baseline
+
+    cfg = TrainConfig(**tiny_config(corpus_slice, max_epochs=20))
+    prep = prepare(cfg, verbose=False)
+    r1, r2 = direct_baseline(cfg, prep=prep), direct_baseline(cfg, prep=prep)
+    assert r1["dchi2_values"] == r2["dchi2_values"] and r1["n_test"] == len(prep.test)
+    sp = prep.val
+    baseline = float(NoiseChi2(prep.G, prep.k)(torch.zeros_like(sp.c), sp.c, sp.b, sp.const).mean())
+    assert r1["best_val_chi2"] < 0.2 * baseline
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(tiny_config(corpus_slice, max_epochs=3)))
+    assert main(["train", str(p), "--baseline", "--out", str(tmp_path / "b")]) == 0
+    assert "direct emulator" in capsys.readouterr().out and (tmp_path / "b" / "baseline.json").is_file()

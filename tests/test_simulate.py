@@ -94,3 +94,24 @@ def test_simulator_reproduces_two_corpus_rows_and_resumes(tmp_path):
     stamp = [c.stat().st_mtime_ns for c in chunks]
     simulate("lcdm", 2000, 11, tmp_path, rows=rows, chunk=1, workers=1)
     assert [c.stat().st_mtime_ns for c in chunks] == stamp
+
+
+@pytest.mark.slow
+@needs_corpus
+def test_ede_at_zero_fde_is_lcdm():
+    """Why LCDM rows may train an EDE model at fde_zc = 0 (``lcdm_as_ede``): CAMB's EarlyQuintessence at
+    fde_zc = 0 (run as 1e-6) gives the LCDM corpus row to dchi2 < 1e-5 under the plik_lite covariance, whatever
+    log10_zc and theta_i; a small EDE fraction (0.02) is already far away (dchi2 > 1)."""
+    from latentinfer.ive.accuracy import dchi2, load_plik_lite_binning
+    from latentinfer.ive.data import corpus_ell_grid, spline_to_integer
+
+    binning = load_plik_lite_binning()
+    with np.load(CORPUS / "lcdm_core.npz") as f:
+        theta, ref = f["params"][3], {k: f[k][3][None] for k in ("TT", "TE", "EE")}
+    names = ["ombh2", "omch2", "H0", "logA", "ns", "tau", "fde_zc", "log10_zc", "theta_i"]
+    full = lambda s: {k: spline_to_integer(corpus_ell_grid(), v) for k, v in s.items()}  # noqa: E731
+    ref = full(ref)
+    for extra, bound in (([0.0, 3.3, 0.7], ("<", 1e-5)), ([0.0, 3.9, 2.8], ("<", 1e-5)), ([0.02, 3.5, 2.0], (">", 1.0))):
+        s = camb_spectra(list(theta) + extra, names)
+        d = float(dchi2(binning, full({k: np.asarray(s[k])[None] for k in ("TT", "TE", "EE")}), ref)[0])
+        assert (d < bound[1]) if bound[0] == "<" else (d > bound[1]), (extra, d)

@@ -35,9 +35,16 @@ class TrainConfig:
     ``test_from``: rows held out of training per corpus file (for ``validation.npz`` and accuracy); default
     splits ``n_test`` evenly. ``n_train`` > 0 caps the training rows (learning curves). ``latent_basis``: the
     coordinates the trained latents are given (:mod:`latentinfer.ive.basis`; independent components by default).
+    ``joint_physical`` > 0 trains the physical map with the IVE (objective per row: the IVE's chi2 + beta KL, plus
+    the chi2 of the spectra decoded from the map's latents, plus ``joint_physical`` times the squared distance
+    between the map's latents and the encoder mean), so that the decoder also learns from exact parameters;
+    early stopping then watches both paths, and the map is afterwards fine-tuned through the frozen decoder.
+    ``lcdm_as_ede``: LCDM corpus files whose rows join the training and validation rows of an EDE model at
+    ``fde_zc = 0`` (:func:`latentinfer.ive.data.embed_lcdm`; CAMB's EDE at fde_zc = 0 is LCDM); never test rows.
     """
 
     corpus: list[str]
+    lcdm_as_ede: list[str] = field(default_factory=list)
     name: str = "ive"
     description: str = ""
     latent_dim: int = 6
@@ -62,6 +69,7 @@ class TrainConfig:
     n_train: int = 0
     error_rank: int = 16
     latent_basis: Literal["ica", "whiten", "standardise"] = "ica"
+    joint_physical: float = 0.0
     seed: int = 0
     threads: int = 1
     progress: bool = True
@@ -77,7 +85,7 @@ class TrainConfig:
             "max_epochs": self.max_epochs >= 1, "val_fraction": 0 < self.val_fraction < 0.5,
             "n_test": self.n_test >= 0, "lr_stages": len(self.lr_stages) >= 1 and all(x > 0 for x in self.lr_stages),
             "batch_stages": len(self.batch_stages) == len(self.lr_stages) and all(b >= 1 for b in self.batch_stages),
-            "corpus": len(self.corpus) >= 1, "error_rank": self.error_rank >= 1, "threads": self.threads >= 1,
+            "corpus": len(self.corpus) >= 1, "error_rank": self.error_rank >= 1, "threads": self.threads >= 1, "joint_physical": self.joint_physical >= 0,
             "test_from": all(n >= 0 for n in self.test_from) and (not self.test_from or len(self.test_from) == len(self.corpus)),
             "max_minutes": self.max_minutes > 0, "physical_max_minutes": self.physical_max_minutes > 0,
         }

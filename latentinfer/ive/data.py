@@ -35,6 +35,8 @@ __all__ = [
     "Corpus",
     "load_corpus",
     "concat_corpora",
+    "embed_lcdm",
+    "EDE_EXTRA",
     "spline_to_integer",
     "full_spectra",
     "Normaliser",
@@ -139,6 +141,36 @@ def concat_corpora(parts: Sequence[Corpus]) -> Corpus:
         {k: np.concatenate([c.spectra[k] for c in parts]) for k in SPECTRA},
         np.concatenate([c.derived for c in parts]), first.derived_names, sum((c.source for c in parts), []),
     )
+
+
+EDE_EXTRA = ("fde_zc", "log10_zc", "theta_i")
+
+
+def embed_lcdm(lcdm: Corpus, ede: Corpus, rng: np.random.Generator) -> Corpus:
+    """LCDM corpus rows as EDE rows at ``fde_zc = 0``, on the parameter names and box of the EDE corpus ``ede``.
+
+    CAMB's EarlyQuintessence with ``fde_zc = 0`` (run as 1e-6, as the corpus does) is LCDM: the spectra agree to
+    dchi2 < 1e-6 under the plik_lite covariance (``tests/test_simulate.py``, slow). ``log10_zc`` and ``theta_i``,
+    which then change nothing, are drawn uniformly over the EDE box so that no value of them is singled out.
+    Raises :class:`DataError` if the names do not fit (the EDE names are the LCDM ones followed by
+    ``fde_zc, log10_zc, theta_i``) or a row lies outside the EDE box.
+    """
+    src = lcdm.source[0] if lcdm.source else "LCDM corpus"
+    if list(ede.names) != list(lcdm.names) + list(EDE_EXTRA):
+        raise DataError(f"{src}: parameters {', '.join(lcdm.names)} are not the EDE corpus's {', '.join(ede.names)} "
+                        f"less {', '.join(EDE_EXTRA)}")
+    if lcdm.derived_names != ede.derived_names or not np.array_equal(lcdm.ell, ede.ell):
+        raise DataError(f"{src}: derived parameters or ell grid differ from the EDE corpus's")
+    p = len(lcdm.names)
+    lo, hi = ede.box_low, ede.box_high
+    outside = (lcdm.params < lo[:p]) | (lcdm.params > hi[:p])
+    if outside.any():
+        j = int(np.argwhere(outside)[0][1])
+        raise DataError(f"{src}: parameter '{lcdm.names[j]}' leaves the EDE box [{lo[j]}, {hi[j]}]")
+    n = len(lcdm)
+    extra = np.column_stack([np.zeros(n), rng.uniform(lo[p + 1], hi[p + 1], n), rng.uniform(lo[p + 2], hi[p + 2], n)])
+    return Corpus(np.concatenate([lcdm.params, extra], 1), list(ede.names), lo, hi, lcdm.ell, lcdm.spectra,
+                  lcdm.derived, lcdm.derived_names, lcdm.source)
 
 
 def spline_to_integer(ell: np.ndarray, rows: np.ndarray, out_ell: np.ndarray | None = None) -> np.ndarray:

@@ -134,11 +134,14 @@ class IVE(torch.nn.Module):
         return self.decoder.coefficients(z), mu, logvar
 
     @torch.no_grad()
-    def standardise_latents(self, c: torch.Tensor) -> None:
-        """Rescale so encoder means over ``c`` have zero mean and unit variance (decoder compensates exactly)."""
+    def standardise_latents(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rescale so encoder means over ``c`` have zero mean and unit variance (decoder compensates exactly).
+        Returns the change of basis ``(shift, A)`` (``z' = A (z - shift)``), e.g. for a physical map."""
         self.encoder.z_shift.zero_(); self.encoder.z_unmix.copy_(torch.eye(len(self.encoder.z_shift)))
         mu, _ = self.encoder(c)
-        self.change_basis(mu.mean(0), torch.diag(1.0 / (mu.std(0) + 1e-12)))
+        shift, A = mu.mean(0), torch.diag(1.0 / (mu.std(0) + 1e-12))
+        self.change_basis(shift, A)
+        return shift, A
 
     @torch.no_grad()
     def change_basis(self, shift: torch.Tensor, A: torch.Tensor) -> None:

@@ -56,17 +56,20 @@ def evaluate_physical(pmap: PhysicalMap, model: IVE, loss: NoiseChi2, sp: Split)
     return loss(model.decoder.coefficients(pmap(_theta(sp))), sp.c, sp.b, sp.const).numpy()
 
 
-def train_physical(prep: Prepared, model: IVE, cfg: TrainConfig) -> tuple[PhysicalMap, dict]:
-    """Fit the map (phase 1: latent MSE; phase 2: spectra chi^2 through the frozen decoder)."""
+def train_physical(prep: Prepared, model: IVE, cfg: TrainConfig, init: PhysicalMap | None = None) -> tuple[PhysicalMap, dict]:
+    """Fit the map (phase 1: latent MSE; phase 2: spectra chi^2 through the frozen decoder). A map trained with the
+    IVE (``init``, see ``TrainConfig.joint_physical``) skips phase 1 and is fine-tuned by phase 2."""
     with torch_threads(cfg.threads):
-        return _train_physical(prep, model, cfg)
+        return _train_physical(prep, model, cfg, init)
 
 
-def _train_physical(prep: Prepared, model: IVE, cfg: TrainConfig) -> tuple[PhysicalMap, dict]:
+def _train_physical(prep: Prepared, model: IVE, cfg: TrainConfig, init: PhysicalMap | None = None) -> tuple[PhysicalMap, dict]:
     torch.manual_seed(cfg.seed + 1)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     c = prep.train.corpus
     pmap = PhysicalMap(c.box_low, c.box_high, cfg.latent_dim, cfg.physical_hidden, cfg.activation)
+    if init is not None:
+        pmap.load_state_dict(init.state_dict())
     for p in model.parameters():
         p.requires_grad_(False)
     loss_fn = NoiseChi2(prep.G, cfg.n_pca)
@@ -79,9 +82,9 @@ def _train_physical(prep: Prepared, model: IVE, cfg: TrainConfig) -> tuple[Physi
     bar = tqdm(total=cfg.max_epochs, desc=f"physical map {cfg.name}", disable=not cfg.progress, mininterval=2.0)
     best, best_state = np.inf, copy.deepcopy(pmap.state_dict())
     # phase 1 gets a quarter of the budget, phase 2 (through the decoder) the rest
-    for phase, frac in ((1, 0.25), (2, 1.0)):
+    for phase, frac in ((1, 0.25), (2, 1.0)) if init is None else ((2, 1.0),):
         pmap.load_state_dict(best_state)
-        best = np.inf
+        best = np.inf if init is None else float(evaluate_physical(pmap, model, loss_fn, prep.val).mean())
         for stage, (lr, bs) in enumerate(zip(cfg.lr_stages, cfg.batch_stages)):
             pmap.load_state_dict(best_state) if np.isfinite(best) else None
             for g in opt.param_groups:

@@ -77,7 +77,7 @@ def _run_training(cfg: TrainConfig, out: str | Path | None, verbose: bool) -> di
     prep: Prepared = prepare(cfg, verbose=verbose)
     t_prep = time.time() - t0
     model, info = train_ive(prep, cfg)
-    pmap, pinfo = train_physical(prep, model, cfg)
+    pmap, pinfo = train_physical(prep, model, cfg, init=info.pop("physical_map", None))
     model.eval(); pmap.eval()
     basis = set_latent_basis(model, pmap, prep.train, NoiseChi2(prep.G, cfg.n_pca), cfg.latent_basis, cfg.seed)
     # emulator error from the early-stopping validation rows, accuracy on the held-out test rows
@@ -105,7 +105,9 @@ def _run_training(cfg: TrainConfig, out: str | Path | None, verbose: bool) -> di
                           "reference": "training mean of the transform (decoder.normaliser.ref_<S>)",
                           "scale": "per-ell training std (decoder.normaliser.scale_<S>)",
                           "pca": f"{cfg.n_pca} components per spectrum (decoder.expansion.*)"},
-        "corpus": {"files": [{"path": p, "sha256": sha256_file(p)} for p in cfg.corpus], "names": c.names,
+        "corpus": {"files": [{"path": p, "sha256": sha256_file(p)} for p in cfg.corpus]
+                   + [{"path": p, "sha256": sha256_file(p), "role": "LCDM rows at fde_zc = 0 (training and validation only)"}
+                      for p in cfg.lcdm_as_ede], "names": c.names,
                    "box_low": c.box_low.tolist(), "box_high": c.box_high.tolist(),
                    "n_train": len(prep.train), "n_val": len(prep.val), "n_test": len(prep.test),
                    "simulator": CAMB_SETTINGS, "derived_names": c.derived_names},

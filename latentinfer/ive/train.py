@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import TrainConfig
-from .data import SPECTRA, Corpus, Normaliser, concat_corpora, ell_grid, full_spectra, load_corpus
+from .data import SPECTRA, Corpus, Normaliser, concat_corpora, ell_grid, embed_lcdm, full_spectra, load_corpus
 from .model import IVE, PCAExpansion, fit_pca
 from .noise import knox_sigma
 
@@ -94,7 +94,14 @@ def _prepare(cfg: TrainConfig, verbose: bool) -> Prepared:
     parts = [load_corpus(p, verbose=verbose) for p in cfg.corpus]
     tests, rests = _split_rows(cfg, [len(p) for p in parts], rng)
     test = concat_corpora([p.take(i) for p, i in zip(parts, tests)])
-    rest = concat_corpora([p.take(i) for p, i in zip(parts, rests)])
+    rest = [p.take(i) for p, i in zip(parts, rests)]
+    if cfg.lcdm_as_ede:  # its own stream: the test and training rows of the EDE files do not move
+        rng_embed = np.random.default_rng([cfg.seed, 1])
+        lcdm = [embed_lcdm(load_corpus(p, verbose=verbose), parts[0], rng_embed) for p in cfg.lcdm_as_ede]
+        if verbose:
+            print(f"{sum(map(len, lcdm))} LCDM rows join as EDE rows at fde_zc = 0 ({', '.join(cfg.lcdm_as_ede)})")
+        rest += lcdm
+    rest = concat_corpora(rest)
     perm = rng.permutation(len(rest))
     n_val = max(1, int(round(cfg.val_fraction * len(rest))))
     val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
@@ -182,12 +189,28 @@ def _train_ive(prep: Prepared, cfg: TrainConfig) -> tuple[IVE, dict]:
     model = IVE(cfg.latent_dim, cfg.n_pca, cfg.encoder_hidden, cfg.decoder_hidden, prep.pca, prep.normaliser, cfg.activation, cfg.encoder_pca)
     loss_fn = NoiseChi2(prep.G, cfg.n_pca)
     tr = prep.train
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr_stages[0])
-    best, best_state, history = np.inf, copy.deepcopy(model.state_dict()), []
+    pmap, joint = None, cfg.joint_physical > 0
+    params = [p for p in model.parameters() if p.requires_grad]
+    if joint:  # the physical map trains with the IVE: the decoder learns from exact parameters as well
+        from .physical import PhysicalMap
+
+        pmap = PhysicalMap(tr.corpus.box_low, tr.corpus.box_high, cfg.latent_dim, cfg.physical_hidden, cfg.activation)
+        params += list(pmap.parameters())
+        th = torch.as_tensor(tr.corpus.params, dtype=torch.float32)
+        th_val = torch.as_tensor(prep.val.corpus.params, dtype=torch.float32)
+    opt = torch.optim.Adam(params, lr=cfg.lr_stages[0])
+    state = lambda: copy.deepcopy((model.state_dict(), pmap.state_dict() if joint else None))  # noqa: E731
+
+    def load(st):
+        model.load_state_dict(st[0])
+        if joint:
+            pmap.load_state_dict(st[1])
+
+    best, best_state, history = np.inf, state(), []
     t0, epoch = time.time(), 0
     bar = tqdm(total=cfg.max_epochs, desc=f"train {cfg.name}", disable=not cfg.progress, mininterval=2.0)
     for stage, (lr, bs) in enumerate(zip(cfg.lr_stages, cfg.batch_stages)):
-        model.load_state_dict(best_state)
+        load(best_state)
         for g in opt.param_groups:
             g["lr"] = lr
         bad = 0
@@ -200,7 +223,12 @@ def _train_ive(prep: Prepared, cfg: TrainConfig) -> tuple[IVE, dict]:
                 idx = perm[i : i + bs]
                 c_hat, mu, logvar = model(tr.c[idx])
                 chi2 = loss_fn(c_hat, tr.c[idx], tr.b[idx], tr.const[idx])
-                obj = (chi2 + beta * kl_divergence(mu, logvar)).mean()
+                obj = chi2 + beta * kl_divergence(mu, logvar)
+                if joint:
+                    zp = pmap(th[idx])
+                    chi2_p = loss_fn(model.decoder.coefficients(zp), tr.c[idx], tr.b[idx], tr.const[idx])
+                    obj = obj + chi2_p + cfg.joint_physical * ((zp - mu) ** 2).sum(-1)
+                obj = obj.mean()
                 opt.zero_grad(set_to_none=True)
                 obj.backward()
                 opt.step()
@@ -208,18 +236,26 @@ def _train_ive(prep: Prepared, cfg: TrainConfig) -> tuple[IVE, dict]:
             model.eval()
             v = evaluate_ive(model, loss_fn, prep.val)
             val = float(v.mean())
+            if joint:  # early stopping on both paths
+                with torch.no_grad():
+                    v_p = loss_fn(model.decoder.coefficients(pmap(th_val)), prep.val.c, prep.val.b, prep.val.const)
+                val = 0.5 * (val + float(v_p.mean()))
             history.append({"epoch": epoch, "stage": stage, "lr": lr, "batch": bs, "beta": beta,
                             "train_chi2": tot / len(tr), "val_chi2": val, "val_chi2_median": float(np.median(v))})
             if val < best * (1 - 1e-4):
-                best, best_state, bad = val, copy.deepcopy(model.state_dict()), 0
+                best, best_state, bad = val, state(), 0
             else:
                 bad += 1
             epoch += 1
             bar.update(1)
             bar.set_postfix(stage=stage, train=f"{tot / len(tr):.3g}", val=f"{val:.3g}", best=f"{best:.3g}")
     bar.close()
-    model.load_state_dict(best_state)
+    load(best_state)
     model.eval()
-    model.standardise_latents(tr.c)
+    shift, A = model.standardise_latents(tr.c)
     info = {"epochs": epoch, "seconds": time.time() - t0, "best_val_chi2": best, "history": history}
+    if joint:
+        pmap.eval()
+        pmap.change_basis(shift, A)
+        info["physical_map"] = pmap
     return model, info
