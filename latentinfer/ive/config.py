@@ -39,6 +39,9 @@ class TrainConfig:
     the chi2 of the spectra decoded from the map's latents, plus ``joint_physical`` times the squared distance
     between the map's latents and the encoder mean), so that the decoder also learns from exact parameters;
     early stopping then watches both paths, and the map is afterwards fine-tuned through the frozen decoder.
+    ``decoder_first: true`` trains the physical map and the decoder first, as an emulator through the latent
+    bottleneck, then the encoder alone on the beta-VAE objective through the frozen decoder, pulled towards the map's
+    latents with weight ``joint_physical`` (which must then be > 0); see ``latentinfer.ive.train``.
     ``lcdm_as_ede``: LCDM corpus files whose rows join the training and validation rows of an EDE model at
     ``fde_zc = 0`` (:func:`latentinfer.ive.data.embed_lcdm`; CAMB's EDE at fde_zc = 0 is LCDM); never test rows.
     """
@@ -70,6 +73,7 @@ class TrainConfig:
     error_rank: int = 16
     latent_basis: Literal["ica", "whiten", "standardise"] = "ica"
     joint_physical: float = 0.0
+    decoder_first: bool = False
     seed: int = 0
     threads: int = 1
     progress: bool = True
@@ -85,7 +89,7 @@ class TrainConfig:
             "max_epochs": self.max_epochs >= 1, "val_fraction": 0 < self.val_fraction < 0.5,
             "n_test": self.n_test >= 0, "lr_stages": len(self.lr_stages) >= 1 and all(x > 0 for x in self.lr_stages),
             "batch_stages": len(self.batch_stages) == len(self.lr_stages) and all(b >= 1 for b in self.batch_stages),
-            "corpus": len(self.corpus) >= 1, "error_rank": self.error_rank >= 1, "threads": self.threads >= 1, "joint_physical": self.joint_physical >= 0,
+            "corpus": len(self.corpus) >= 1, "error_rank": self.error_rank >= 1, "threads": self.threads >= 1, "joint_physical": self.joint_physical >= 0 and (self.joint_physical > 0 or not self.decoder_first),
             "test_from": all(n >= 0 for n in self.test_from) and (not self.test_from or len(self.test_from) == len(self.corpus)),
             "max_minutes": self.max_minutes > 0, "physical_max_minutes": self.physical_max_minutes > 0,
         }

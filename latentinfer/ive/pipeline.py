@@ -116,6 +116,7 @@ def _run_training(cfg: TrainConfig, out: str | Path | None, verbose: bool) -> di
                      "epochs": info["epochs"], "seconds": info["seconds"], "best_val_chi2": info["best_val_chi2"],
                      "physical_epochs": pinfo["epochs"], "physical_seconds": pinfo["seconds"],
                      "physical_best_val_chi2": pinfo["best_val_chi2"], "prepare_seconds": t_prep,
+                     **{k: info[k] for k in ("decoder_epochs", "decoder_best_val_chi2") if k in info},
                      "total_seconds": seconds, "threads": cfg.threads},
         "latent_basis": basis,
         "error_cov": {"form": "low rank + diagonal (errcov_<path>_U_<S>, errcov_<path>_d_<S>)", "rank": cfg.error_rank,

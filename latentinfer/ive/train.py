@@ -183,7 +183,92 @@ def train_ive(prep: Prepared, cfg: TrainConfig) -> tuple[IVE, dict]:
         return _train_ive(prep, cfg)
 
 
+def _staged_fit(params: list, step, validate, n: int, cfg: TrainConfig, gen: torch.Generator, minutes: float,
+                history: list, label: str) -> tuple[float, int]:
+    """Adam over ``params`` through the config's learning-rate and batch stages, each ending after ``patience``
+    epochs without a better ``validate()``; restores the best parameters. ``step(idx)`` returns the batch objective."""
+    opt = torch.optim.Adam(params, lr=cfg.lr_stages[0])
+    snap = lambda: [p.detach().clone() for p in params]  # noqa: E731
+    best, best_p, t0, epoch = np.inf, snap(), time.time(), 0
+    bar = tqdm(total=cfg.max_epochs, desc=f"{label} {cfg.name}", disable=not cfg.progress, mininterval=2.0)
+    for stage, (lr, bs) in enumerate(zip(cfg.lr_stages, cfg.batch_stages)):
+        with torch.no_grad():
+            for p, b in zip(params, best_p):
+                p.copy_(b)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        bad = 0
+        while bad < cfg.patience and epoch < cfg.max_epochs and time.time() - t0 < 60 * minutes:
+            perm = torch.randperm(n, generator=gen)
+            for i in range(0, n, bs):
+                obj = step(perm[i : i + bs])
+                opt.zero_grad(set_to_none=True)
+                obj.backward()
+                opt.step()
+            with torch.no_grad():
+                val = float(validate())
+            history.append({"epoch": epoch, "stage": stage, "part": label, "lr": lr, "batch": bs, "val_chi2": val})
+            if val < best * (1 - 1e-4):
+                best, best_p, bad = val, snap(), 0
+            else:
+                bad += 1
+            epoch += 1
+            bar.update(1)
+            bar.set_postfix(stage=stage, val=f"{val:.3g}", best=f"{best:.3g}")
+    bar.close()
+    with torch.no_grad():
+        for p, b in zip(params, best_p):
+            p.copy_(b)
+    return best, epoch
+
+
+def _train_decoder_first(prep: Prepared, cfg: TrainConfig) -> tuple[IVE, dict]:
+    """Decoder first: (1) the physical map and the decoder, as an emulator through the d-latent bottleneck, on the
+    spectra's chi^2; (2) with both frozen, the encoder on the beta-VAE objective through the decoder (sampled
+    latents, chi^2 + beta KL) plus ``joint_physical`` times the squared distance of its mean to the map's latents.
+    Each part gets half of ``max_minutes``."""
+    from .physical import PhysicalMap
+
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    model = IVE(cfg.latent_dim, cfg.n_pca, cfg.encoder_hidden, cfg.decoder_hidden, prep.pca, prep.normaliser, cfg.activation, cfg.encoder_pca)
+    tr, va = prep.train, prep.val
+    pmap = PhysicalMap(tr.corpus.box_low, tr.corpus.box_high, cfg.latent_dim, cfg.physical_hidden, cfg.activation)
+    loss_fn = NoiseChi2(prep.G, cfg.n_pca)
+    th, th_val = (torch.as_tensor(sp.corpus.params, dtype=torch.float32) for sp in (tr, va))
+    t0, history = time.time(), []
+    dec = list(model.decoder.parameters()) + list(pmap.parameters())
+    best1, ep1 = _staged_fit(
+        dec, lambda idx: loss_fn(model.decoder.coefficients(pmap(th[idx])), tr.c[idx], tr.b[idx], tr.const[idx]).mean(),
+        lambda: loss_fn(model.decoder.coefficients(pmap(th_val)), va.c, va.b, va.const).mean(),
+        len(tr), cfg, gen, cfg.max_minutes / 2, history, "decoder")
+    for p in dec:
+        p.requires_grad_(False)
+    with torch.no_grad():
+        z_map = pmap(th)
+
+    def encoder_step(idx):
+        c_hat, mu, logvar = model(tr.c[idx])
+        chi2 = loss_fn(c_hat, tr.c[idx], tr.b[idx], tr.const[idx])
+        return (chi2 + _beta(cfg, cfg.anneal_epochs) * kl_divergence(mu, logvar)
+                + cfg.joint_physical * ((mu - z_map[idx]) ** 2).sum(-1)).mean()
+
+    model.eval()  # no dropout or batch norm: eval() only marks the frozen decoder
+    best2, ep2 = _staged_fit(list(model.encoder.parameters()), encoder_step,
+                             lambda: evaluate_ive(model, loss_fn, va).mean(), len(tr), cfg, gen, cfg.max_minutes / 2,
+                             history, "encoder")
+    for p in dec:
+        p.requires_grad_(True)
+    shift, A = model.standardise_latents(tr.c)
+    pmap.eval()
+    pmap.change_basis(shift, A)
+    return model, {"epochs": ep1 + ep2, "seconds": time.time() - t0, "best_val_chi2": best2, "history": history,
+                   "decoder_epochs": ep1, "decoder_best_val_chi2": best1, "physical_map": pmap}
+
+
 def _train_ive(prep: Prepared, cfg: TrainConfig) -> tuple[IVE, dict]:
+    if cfg.decoder_first:
+        return _train_decoder_first(prep, cfg)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     model = IVE(cfg.latent_dim, cfg.n_pca, cfg.encoder_hidden, cfg.decoder_hidden, prep.pca, prep.normaliser, cfg.activation, cfg.encoder_pca)
