@@ -9,7 +9,6 @@ small regulariser. Early stopping on the validation rows' chi^2 of the emulated 
 
 from __future__ import annotations
 
-import copy
 import time
 
 import numpy as np
@@ -18,7 +17,7 @@ from tqdm.auto import tqdm
 
 from .config import TrainConfig
 from .model import IVE, mlp
-from .train import NoiseChi2, Prepared, Split, torch_threads
+from .train import NoiseChi2, Prepared, Split, staged_fit, torch_threads
 
 __all__ = ["PhysicalMap", "train_physical", "evaluate_physical"]
 
@@ -76,50 +75,31 @@ def _train_physical(prep: Prepared, model: IVE, cfg: TrainConfig, init: Physical
     tr, th = prep.train, _theta(prep.train)
     with torch.no_grad():
         z_tr, _ = model.encoder(tr.c)
-    opt = torch.optim.Adam(pmap.parameters(), lr=cfg.lr_stages[0])
+    params = list(pmap.parameters())
+    opt = torch.optim.Adam(params, lr=cfg.lr_stages[0])  # one optimiser for both phases
     t0, epoch, history = time.time(), 0, []
     budget = 60 * cfg.physical_max_minutes
     bar = tqdm(total=cfg.max_epochs, desc=f"physical map {cfg.name}", disable=not cfg.progress, mininterval=2.0)
-    best, best_state = np.inf, copy.deepcopy(pmap.state_dict())
-    # phase 1 gets a quarter of the budget, phase 2 (through the decoder) the rest
+
+    def step(idx, phase):
+        z = pmap(th[idx])
+        mse = ((z - z_tr[idx]) ** 2).sum(-1)
+        if phase == 1:
+            return mse.mean()
+        return (loss_fn(model.decoder.coefficients(z), tr.c[idx], tr.b[idx], tr.const[idx]) + 1e-3 * mse).mean()
+
+    def validate_mse():
+        zv, _ = model.encoder(prep.val.c)
+        return ((pmap(_theta(prep.val)) - zv) ** 2).sum(-1).mean()
+
+    validate_chi2 = lambda: evaluate_physical(pmap, model, loss_fn, prep.val).mean()  # noqa: E731
+    # phase 1 (latent MSE) gets a quarter of the budget, phase 2 (through the decoder) the rest
     for phase, frac in ((1, 0.25), (2, 1.0)) if init is None else ((2, 1.0),):
-        pmap.load_state_dict(best_state)
-        best = np.inf if init is None else float(evaluate_physical(pmap, model, loss_fn, prep.val).mean())
-        for stage, (lr, bs) in enumerate(zip(cfg.lr_stages, cfg.batch_stages)):
-            pmap.load_state_dict(best_state) if np.isfinite(best) else None
-            for g in opt.param_groups:
-                g["lr"] = lr
-            bad = 0
-            while bad < cfg.patience and epoch < 2 * cfg.max_epochs and time.time() - t0 < frac * budget:
-                perm = torch.randperm(len(tr), generator=gen)
-                for i in range(0, len(tr), bs):
-                    idx = perm[i : i + bs]
-                    z = pmap(th[idx])
-                    mse = ((z - z_tr[idx]) ** 2).sum(-1)
-                    if phase == 1:
-                        obj = mse.mean()
-                    else:
-                        chi2 = loss_fn(model.decoder.coefficients(z), tr.c[idx], tr.b[idx], tr.const[idx])
-                        obj = (chi2 + 1e-3 * mse).mean()
-                    opt.zero_grad(set_to_none=True)
-                    obj.backward()
-                    opt.step()
-                with torch.no_grad():
-                    if phase == 1:
-                        zv, _ = model.encoder(prep.val.c)
-                        val = float(((pmap(_theta(prep.val)) - zv) ** 2).sum(-1).mean())
-                    else:
-                        val = float(evaluate_physical(pmap, model, loss_fn, prep.val).mean())
-                history.append({"epoch": epoch, "phase": phase, "stage": stage, "val": val})
-                if val < best * (1 - 1e-4):
-                    best, best_state, bad = val, copy.deepcopy(pmap.state_dict()), 0
-                else:
-                    bad += 1
-                epoch += 1
-                bar.update(1)
-                bar.set_postfix(phase=phase, stage=stage, val=f"{val:.3g}", best=f"{best:.3g}")
+        best = np.inf if init is None else float(validate_chi2())
+        best, epoch = staged_fit(params, lambda idx, _, ph=phase: step(idx, ph), validate_mse if phase == 1 else validate_chi2,
+                                  len(tr), cfg, gen, t0 + frac * budget, history, f"physical map phase {phase}",
+                                  epoch=epoch, max_epochs=2 * cfg.max_epochs, best=best, opt=opt, bar=bar)
     bar.close()
-    pmap.load_state_dict(best_state)
     for p in model.parameters():
         p.requires_grad_(True)
     return pmap, {"epochs": epoch, "seconds": time.time() - t0, "best_val_chi2": best, "history": history}

@@ -11,7 +11,6 @@ the accuracy these data allow an emulator. An IVE far above it is limited by its
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from ..io import write_json
 from .accuracy import dchi2, load_plik_lite_binning
 from .config import TrainConfig
 from .pipeline import decode_split
-from .train import NoiseChi2, Prepared, Split, evaluate_ive, prepare, torch_threads, train_ive
+from .train import NoiseChi2, Prepared, Split, evaluate_ive, prepare, staged_fit, torch_threads, train_ive
 
 __all__ = ["run_scan", "subset", "direct_baseline"]
 
@@ -99,29 +98,10 @@ def direct_baseline(cfg: TrainConfig, out: str | Path | None = None, prep: Prepa
         loss = NoiseChi2(prep.G, cfg.n_pca)
         tr, va = prep.train, prep.val
         u_tr, u_va = u(tr), u(va)
-        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr_stages[0])
-        best, best_state, t0, epoch = np.inf, copy.deepcopy(net.state_dict()), time.time(), 0
-        for lr, bs in zip(cfg.lr_stages, cfg.batch_stages):
-            net.load_state_dict(best_state)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            bad = 0
-            while bad < cfg.patience and epoch < cfg.max_epochs and time.time() - t0 < 60 * cfg.max_minutes:
-                perm = torch.randperm(len(tr), generator=gen)
-                for i in range(0, len(tr), bs):
-                    idx = perm[i : i + bs]
-                    obj = loss(net(u_tr[idx]), tr.c[idx], tr.b[idx], tr.const[idx]).mean()
-                    opt.zero_grad(set_to_none=True)
-                    obj.backward()
-                    opt.step()
-                with torch.no_grad():
-                    val = float(loss(net(u_va), va.c, va.b, va.const).mean())
-                if val < best * (1 - 1e-4):
-                    best, best_state, bad = val, copy.deepcopy(net.state_dict()), 0
-                else:
-                    bad += 1
-                epoch += 1
-        net.load_state_dict(best_state)
+        t0 = time.time()
+        best, epoch = staged_fit(
+            list(net.parameters()), lambda idx, _: loss(net(u_tr[idx]), tr.c[idx], tr.b[idx], tr.const[idx]).mean(),
+            lambda: loss(net(u_va), va.c, va.b, va.const).mean(), len(tr), cfg, gen, t0 + 60 * cfg.max_minutes, [], "direct")
         from .model import PCAExpansion
 
         with torch.no_grad():

@@ -13,7 +13,6 @@ annealed log-linearly from ``beta_start`` to ``beta`` over ``anneal_epochs``.
 from __future__ import annotations
 
 import contextlib
-import copy
 import time
 from dataclasses import dataclass
 
@@ -183,14 +182,21 @@ def train_ive(prep: Prepared, cfg: TrainConfig) -> tuple[IVE, dict]:
         return _train_ive(prep, cfg)
 
 
-def _staged_fit(params: list, step, validate, n: int, cfg: TrainConfig, gen: torch.Generator, minutes: float,
-                history: list, label: str) -> tuple[float, int]:
-    """Adam over ``params`` through the config's learning-rate and batch stages, each ending after ``patience``
-    epochs without a better ``validate()``; restores the best parameters. ``step(idx)`` returns the batch objective."""
-    opt = torch.optim.Adam(params, lr=cfg.lr_stages[0])
+def staged_fit(params: list, step, validate, n: int, cfg: TrainConfig, gen: torch.Generator, deadline: float,
+                history: list, label: str, *, epoch: int = 0, max_epochs: int | None = None, best: float = np.inf,
+                opt: torch.optim.Optimizer | None = None, bar=None) -> tuple[float, int]:
+    """The one training loop: Adam over ``params`` through the config's learning-rate and batch stages.
+
+    Each stage starts from the best parameters so far and ends after ``patience`` epochs without a validation
+    improvement (relative 1e-4), at ``max_epochs`` epochs in all (counting from ``epoch``; default
+    ``cfg.max_epochs`` more) or at the wall-clock ``deadline`` (``time.time()`` units). ``step(idx, epoch)`` returns
+    the objective of the batch of training rows ``idx`` (drawn by ``gen``); ``validate()`` the validation score;
+    ``best`` a score to beat from the start. Leaves the best parameters in place and returns ``(best, epoch)``."""
+    max_epochs = epoch + cfg.max_epochs if max_epochs is None else max_epochs
+    opt = opt or torch.optim.Adam(params, lr=cfg.lr_stages[0])
     snap = lambda: [p.detach().clone() for p in params]  # noqa: E731
-    best, best_p, t0, epoch = np.inf, snap(), time.time(), 0
-    bar = tqdm(total=cfg.max_epochs, desc=f"{label} {cfg.name}", disable=not cfg.progress, mininterval=2.0)
+    best_p, own_bar = snap(), bar is None
+    bar = bar or tqdm(total=max_epochs - epoch, desc=f"{label} {cfg.name}", disable=not cfg.progress, mininterval=2.0)
     for stage, (lr, bs) in enumerate(zip(cfg.lr_stages, cfg.batch_stages)):
         with torch.no_grad():
             for p, b in zip(params, best_p):
@@ -198,24 +204,28 @@ def _staged_fit(params: list, step, validate, n: int, cfg: TrainConfig, gen: tor
         for g in opt.param_groups:
             g["lr"] = lr
         bad = 0
-        while bad < cfg.patience and epoch < cfg.max_epochs and time.time() - t0 < 60 * minutes:
+        while bad < cfg.patience and epoch < max_epochs and time.time() < deadline:
             perm = torch.randperm(n, generator=gen)
+            tot = 0.0
             for i in range(0, n, bs):
-                obj = step(perm[i : i + bs])
+                obj = step(perm[i : i + bs], epoch)
                 opt.zero_grad(set_to_none=True)
                 obj.backward()
                 opt.step()
+                tot += float(obj.detach()) * len(perm[i : i + bs])
             with torch.no_grad():
                 val = float(validate())
-            history.append({"epoch": epoch, "stage": stage, "part": label, "lr": lr, "batch": bs, "val_chi2": val})
+            history.append({"epoch": epoch, "part": label, "stage": stage, "lr": lr, "batch": bs,
+                            "train_objective": tot / n, "val": val})
             if val < best * (1 - 1e-4):
                 best, best_p, bad = val, snap(), 0
             else:
                 bad += 1
             epoch += 1
             bar.update(1)
-            bar.set_postfix(stage=stage, val=f"{val:.3g}", best=f"{best:.3g}")
-    bar.close()
+            bar.set_postfix(part=label, stage=stage, val=f"{val:.3g}", best=f"{best:.3g}")
+    if own_bar:
+        bar.close()
     with torch.no_grad():
         for p, b in zip(params, best_p):
             p.copy_(b)
@@ -238,25 +248,25 @@ def _train_decoder_first(prep: Prepared, cfg: TrainConfig) -> tuple[IVE, dict]:
     th, th_val = (torch.as_tensor(sp.corpus.params, dtype=torch.float32) for sp in (tr, va))
     t0, history = time.time(), []
     dec = list(model.decoder.parameters()) + list(pmap.parameters())
-    best1, ep1 = _staged_fit(
-        dec, lambda idx: loss_fn(model.decoder.coefficients(pmap(th[idx])), tr.c[idx], tr.b[idx], tr.const[idx]).mean(),
+    best1, ep1 = staged_fit(
+        dec, lambda idx, _: loss_fn(model.decoder.coefficients(pmap(th[idx])), tr.c[idx], tr.b[idx], tr.const[idx]).mean(),
         lambda: loss_fn(model.decoder.coefficients(pmap(th_val)), va.c, va.b, va.const).mean(),
-        len(tr), cfg, gen, cfg.max_minutes / 2, history, "decoder")
+        len(tr), cfg, gen, time.time() + 30 * cfg.max_minutes, history, "decoder")
     for p in dec:
         p.requires_grad_(False)
     with torch.no_grad():
         z_map = pmap(th)
 
-    def encoder_step(idx):
+    def encoder_step(idx, _):
         c_hat, mu, logvar = model(tr.c[idx])
         chi2 = loss_fn(c_hat, tr.c[idx], tr.b[idx], tr.const[idx])
         return (chi2 + _beta(cfg, cfg.anneal_epochs) * kl_divergence(mu, logvar)
                 + cfg.joint_physical * ((mu - z_map[idx]) ** 2).sum(-1)).mean()
 
     model.eval()  # no dropout or batch norm: eval() only marks the frozen decoder
-    best2, ep2 = _staged_fit(list(model.encoder.parameters()), encoder_step,
-                             lambda: evaluate_ive(model, loss_fn, va).mean(), len(tr), cfg, gen, cfg.max_minutes / 2,
-                             history, "encoder")
+    best2, ep2 = staged_fit(list(model.encoder.parameters()), encoder_step,
+                             lambda: evaluate_ive(model, loss_fn, va).mean(), len(tr), cfg, gen,
+                             time.time() + 30 * cfg.max_minutes, history, "encoder")
     for p in dec:
         p.requires_grad_(True)
     shift, A = model.standardise_latents(tr.c)
@@ -273,7 +283,7 @@ def _train_ive(prep: Prepared, cfg: TrainConfig) -> tuple[IVE, dict]:
     gen = torch.Generator().manual_seed(cfg.seed)
     model = IVE(cfg.latent_dim, cfg.n_pca, cfg.encoder_hidden, cfg.decoder_hidden, prep.pca, prep.normaliser, cfg.activation, cfg.encoder_pca)
     loss_fn = NoiseChi2(prep.G, cfg.n_pca)
-    tr = prep.train
+    tr, va = prep.train, prep.val
     pmap, joint = None, cfg.joint_physical > 0
     params = [p for p in model.parameters() if p.requires_grad]
     if joint:  # the physical map trains with the IVE: the decoder learns from exact parameters as well
@@ -281,62 +291,26 @@ def _train_ive(prep: Prepared, cfg: TrainConfig) -> tuple[IVE, dict]:
 
         pmap = PhysicalMap(tr.corpus.box_low, tr.corpus.box_high, cfg.latent_dim, cfg.physical_hidden, cfg.activation)
         params += list(pmap.parameters())
-        th = torch.as_tensor(tr.corpus.params, dtype=torch.float32)
-        th_val = torch.as_tensor(prep.val.corpus.params, dtype=torch.float32)
-    opt = torch.optim.Adam(params, lr=cfg.lr_stages[0])
-    state = lambda: copy.deepcopy((model.state_dict(), pmap.state_dict() if joint else None))  # noqa: E731
+        th, th_val = (torch.as_tensor(sp.corpus.params, dtype=torch.float32) for sp in (tr, va))
 
-    def load(st):
-        model.load_state_dict(st[0])
+    def step(idx, epoch):
+        c_hat, mu, logvar = model(tr.c[idx])
+        obj = loss_fn(c_hat, tr.c[idx], tr.b[idx], tr.const[idx]) + _beta(cfg, epoch) * kl_divergence(mu, logvar)
         if joint:
-            pmap.load_state_dict(st[1])
+            zp = pmap(th[idx])
+            chi2_p = loss_fn(model.decoder.coefficients(zp), tr.c[idx], tr.b[idx], tr.const[idx])
+            obj = obj + chi2_p + cfg.joint_physical * ((zp - mu) ** 2).sum(-1)
+        return obj.mean()
 
-    best, best_state, history = np.inf, state(), []
-    t0, epoch = time.time(), 0
-    bar = tqdm(total=cfg.max_epochs, desc=f"train {cfg.name}", disable=not cfg.progress, mininterval=2.0)
-    for stage, (lr, bs) in enumerate(zip(cfg.lr_stages, cfg.batch_stages)):
-        load(best_state)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        bad = 0
-        while bad < cfg.patience and epoch < cfg.max_epochs and time.time() - t0 < 60 * cfg.max_minutes:
-            model.train()
-            beta = _beta(cfg, epoch)
-            perm = torch.randperm(len(tr), generator=gen)
-            tot = 0.0
-            for i in range(0, len(tr), bs):
-                idx = perm[i : i + bs]
-                c_hat, mu, logvar = model(tr.c[idx])
-                chi2 = loss_fn(c_hat, tr.c[idx], tr.b[idx], tr.const[idx])
-                obj = chi2 + beta * kl_divergence(mu, logvar)
-                if joint:
-                    zp = pmap(th[idx])
-                    chi2_p = loss_fn(model.decoder.coefficients(zp), tr.c[idx], tr.b[idx], tr.const[idx])
-                    obj = obj + chi2_p + cfg.joint_physical * ((zp - mu) ** 2).sum(-1)
-                obj = obj.mean()
-                opt.zero_grad(set_to_none=True)
-                obj.backward()
-                opt.step()
-                tot += float(chi2.detach().sum())
-            model.eval()
-            v = evaluate_ive(model, loss_fn, prep.val)
-            val = float(v.mean())
-            if joint:  # early stopping on both paths
-                with torch.no_grad():
-                    v_p = loss_fn(model.decoder.coefficients(pmap(th_val)), prep.val.c, prep.val.b, prep.val.const)
-                val = 0.5 * (val + float(v_p.mean()))
-            history.append({"epoch": epoch, "stage": stage, "lr": lr, "batch": bs, "beta": beta,
-                            "train_chi2": tot / len(tr), "val_chi2": val, "val_chi2_median": float(np.median(v))})
-            if val < best * (1 - 1e-4):
-                best, best_state, bad = val, state(), 0
-            else:
-                bad += 1
-            epoch += 1
-            bar.update(1)
-            bar.set_postfix(stage=stage, train=f"{tot / len(tr):.3g}", val=f"{val:.3g}", best=f"{best:.3g}")
-    bar.close()
-    load(best_state)
-    model.eval()
+    def validate():
+        val = float(evaluate_ive(model, loss_fn, va).mean())
+        if joint:  # early stopping on both paths
+            v_p = loss_fn(model.decoder.coefficients(pmap(th_val)), va.c, va.b, va.const)
+            val = 0.5 * (val + float(v_p.mean()))
+        return val
+
+    t0, history = time.time(), []
+    best, epoch = staged_fit(params, step, validate, len(tr), cfg, gen, t0 + 60 * cfg.max_minutes, history, "train")
     shift, A = model.standardise_latents(tr.c)
     info = {"epochs": epoch, "seconds": time.time() - t0, "best_val_chi2": best, "history": history}
     if joint:
