@@ -204,3 +204,19 @@ def test_decoder_first_training(corpus_slice):
     np.testing.assert_allclose(enc, info["best_val_chi2"], rtol=1e-4)  # the standardised basis decodes the same
     with pytest.raises(ConfigError, match="joint_physical"):
         TrainConfig(**tiny_config(corpus_slice, decoder_first=True))
+
+
+def test_time_capped_training_is_flagged(corpus_slice, capsys):
+    """Only the wall clock makes a retrain differ: parts that max_minutes cut short are named in the card
+    (bit_reproducible false) and in a warning; parts ended by epochs or patience are not."""
+    from latentinfer.ive.pipeline import run_training
+
+    ok = run_training(TrainConfig(**tiny_config(corpus_slice, max_epochs=3)), None, verbose=True)
+    assert ok["card"]["training"]["time_capped"] == [] and ok["card"]["training"]["bit_reproducible"] is True
+    assert "warning" not in capsys.readouterr().out
+    cfg = TrainConfig(**tiny_config(corpus_slice, max_epochs=10**6, patience=10**6, max_minutes=0.002,
+                                    physical_max_minutes=0.002))
+    capped = run_training(cfg, None, verbose=True)["card"]["training"]
+    assert capped["time_capped"] == ["train", "physical map phase 1", "physical map phase 2"]
+    assert capped["bit_reproducible"] is False
+    assert "will not reproduce these weights bit for bit" in capsys.readouterr().out

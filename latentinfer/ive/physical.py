@@ -77,7 +77,7 @@ def _train_physical(prep: Prepared, model: IVE, cfg: TrainConfig, init: Physical
         z_tr, _ = model.encoder(tr.c)
     params = list(pmap.parameters())
     opt = torch.optim.Adam(params, lr=cfg.lr_stages[0])  # one optimiser for both phases
-    t0, epoch, history = time.time(), 0, []
+    t0, epoch, history, capped = time.time(), 0, [], []
     budget = 60 * cfg.physical_max_minutes
     bar = tqdm(total=cfg.max_epochs, desc=f"physical map {cfg.name}", disable=not cfg.progress, mininterval=2.0)
 
@@ -98,8 +98,10 @@ def _train_physical(prep: Prepared, model: IVE, cfg: TrainConfig, init: Physical
         best = np.inf if init is None else float(validate_chi2())
         best, epoch = staged_fit(params, lambda idx, _, ph=phase: step(idx, ph), validate_mse if phase == 1 else validate_chi2,
                                   len(tr), cfg, gen, t0 + frac * budget, history, f"physical map phase {phase}",
-                                  epoch=epoch, max_epochs=2 * cfg.max_epochs, best=best, opt=opt, bar=bar)
+                                  epoch=epoch, max_epochs=2 * cfg.max_epochs, best=best, opt=opt, bar=bar,
+                                  capped=capped)
     bar.close()
     for p in model.parameters():
         p.requires_grad_(True)
-    return pmap, {"epochs": epoch, "seconds": time.time() - t0, "best_val_chi2": best, "history": history}
+    return pmap, {"epochs": epoch, "seconds": time.time() - t0, "best_val_chi2": best, "history": history,
+                  "time_capped": capped}

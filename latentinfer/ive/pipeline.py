@@ -89,6 +89,10 @@ def _run_training(cfg: TrainConfig, out: str | Path | None, verbose: bool) -> di
         acc = run_accuracy(prep.test.D, {"encode_decode": decode_split(model, prep.test),
                                          "emulate": emulate_split(model, pmap, prep.test)})
     seconds = time.time() - t0
+    capped = info["time_capped"] + pinfo["time_capped"]
+    if capped and verbose:
+        print(f"warning: max_minutes / physical_max_minutes cut short {', '.join(capped)}: a retrain will not reproduce "
+              "these weights bit for bit (raise the time budget, or lower max_epochs so that epochs or patience end training)")
     d = cfg.latent_dim
     c = prep.train.corpus
     card = {
@@ -117,7 +121,9 @@ def _run_training(cfg: TrainConfig, out: str | Path | None, verbose: bool) -> di
                      "physical_epochs": pinfo["epochs"], "physical_seconds": pinfo["seconds"],
                      "physical_best_val_chi2": pinfo["best_val_chi2"], "prepare_seconds": t_prep,
                      **{k: info[k] for k in ("decoder_epochs", "decoder_best_val_chi2") if k in info},
-                     "total_seconds": seconds, "threads": cfg.threads},
+                     "total_seconds": seconds, "threads": cfg.threads,
+                     # parts the wall clock (max_minutes) cut short: those do not retrain bit for bit
+                     "time_capped": capped, "bit_reproducible": not capped},
         "latent_basis": basis,
         "error_cov": {"form": "low rank + diagonal (errcov_<path>_U_<S>, errcov_<path>_d_<S>)", "rank": cfg.error_rank,
                       "source": "second moment of residuals on the validation rows, D_ell units"},

@@ -184,14 +184,16 @@ def train_ive(prep: Prepared, cfg: TrainConfig) -> tuple[IVE, dict]:
 
 def staged_fit(params: list, step, validate, n: int, cfg: TrainConfig, gen: torch.Generator, deadline: float,
                 history: list, label: str, *, epoch: int = 0, max_epochs: int | None = None, best: float = np.inf,
-                opt: torch.optim.Optimizer | None = None, bar=None) -> tuple[float, int]:
+                opt: torch.optim.Optimizer | None = None, bar=None, capped: list | None = None) -> tuple[float, int]:
     """The one training loop: Adam over ``params`` through the config's learning-rate and batch stages.
 
     Each stage starts from the best parameters so far and ends after ``patience`` epochs without a validation
     improvement (relative 1e-4), at ``max_epochs`` epochs in all (counting from ``epoch``; default
     ``cfg.max_epochs`` more) or at the wall-clock ``deadline`` (``time.time()`` units). ``step(idx, epoch)`` returns
     the objective of the batch of training rows ``idx`` (drawn by ``gen``); ``validate()`` the validation score;
-    ``best`` a score to beat from the start. Leaves the best parameters in place and returns ``(best, epoch)``."""
+    ``best`` a score to beat from the start. Leaves the best parameters in place and returns ``(best, epoch)``.
+    A stage cut short by the deadline appends ``label`` to ``capped``: where the clock, not patience or the epoch
+    count, ends training, a retrain does not reproduce the weights bit for bit."""
     max_epochs = epoch + cfg.max_epochs if max_epochs is None else max_epochs
     opt = opt or torch.optim.Adam(params, lr=cfg.lr_stages[0])
     snap = lambda: [p.detach().clone() for p in params]  # noqa: E731
@@ -224,6 +226,8 @@ def staged_fit(params: list, step, validate, n: int, cfg: TrainConfig, gen: torc
             epoch += 1
             bar.update(1)
             bar.set_postfix(part=label, stage=stage, val=f"{val:.3g}", best=f"{best:.3g}")
+        if bad < cfg.patience and epoch < max_epochs and capped is not None and label not in capped:
+            capped.append(label)
     if own_bar:
         bar.close()
     with torch.no_grad():
@@ -246,12 +250,12 @@ def _train_decoder_first(prep: Prepared, cfg: TrainConfig) -> tuple[IVE, dict]:
     pmap = PhysicalMap(tr.corpus.box_low, tr.corpus.box_high, cfg.latent_dim, cfg.physical_hidden, cfg.activation)
     loss_fn = NoiseChi2(prep.G, cfg.n_pca)
     th, th_val = (torch.as_tensor(sp.corpus.params, dtype=torch.float32) for sp in (tr, va))
-    t0, history = time.time(), []
+    t0, history, capped = time.time(), [], []
     dec = list(model.decoder.parameters()) + list(pmap.parameters())
     best1, ep1 = staged_fit(
         dec, lambda idx, _: loss_fn(model.decoder.coefficients(pmap(th[idx])), tr.c[idx], tr.b[idx], tr.const[idx]).mean(),
         lambda: loss_fn(model.decoder.coefficients(pmap(th_val)), va.c, va.b, va.const).mean(),
-        len(tr), cfg, gen, time.time() + 30 * cfg.max_minutes, history, "decoder")
+        len(tr), cfg, gen, time.time() + 30 * cfg.max_minutes, history, "decoder", capped=capped)
     for p in dec:
         p.requires_grad_(False)
     with torch.no_grad():
@@ -266,14 +270,14 @@ def _train_decoder_first(prep: Prepared, cfg: TrainConfig) -> tuple[IVE, dict]:
     model.eval()  # no dropout or batch norm: eval() only marks the frozen decoder
     best2, ep2 = staged_fit(list(model.encoder.parameters()), encoder_step,
                              lambda: evaluate_ive(model, loss_fn, va).mean(), len(tr), cfg, gen,
-                             time.time() + 30 * cfg.max_minutes, history, "encoder")
+                             time.time() + 30 * cfg.max_minutes, history, "encoder", capped=capped)
     for p in dec:
         p.requires_grad_(True)
     shift, A = model.standardise_latents(tr.c)
     pmap.eval()
     pmap.change_basis(shift, A)
     return model, {"epochs": ep1 + ep2, "seconds": time.time() - t0, "best_val_chi2": best2, "history": history,
-                   "decoder_epochs": ep1, "decoder_best_val_chi2": best1, "physical_map": pmap}
+                   "decoder_epochs": ep1, "decoder_best_val_chi2": best1, "physical_map": pmap, "time_capped": capped}
 
 
 def _train_ive(prep: Prepared, cfg: TrainConfig) -> tuple[IVE, dict]:
@@ -309,10 +313,11 @@ def _train_ive(prep: Prepared, cfg: TrainConfig) -> tuple[IVE, dict]:
             val = 0.5 * (val + float(v_p.mean()))
         return val
 
-    t0, history = time.time(), []
-    best, epoch = staged_fit(params, step, validate, len(tr), cfg, gen, t0 + 60 * cfg.max_minutes, history, "train")
+    t0, history, capped = time.time(), [], []
+    best, epoch = staged_fit(params, step, validate, len(tr), cfg, gen, t0 + 60 * cfg.max_minutes, history, "train",
+                             capped=capped)
     shift, A = model.standardise_latents(tr.c)
-    info = {"epochs": epoch, "seconds": time.time() - t0, "best_val_chi2": best, "history": history}
+    info = {"epochs": epoch, "seconds": time.time() - t0, "best_val_chi2": best, "history": history, "time_capped": capped}
     if joint:
         pmap.eval()
         pmap.change_basis(shift, A)
