@@ -197,12 +197,16 @@ def staged_fit(params: list, step, validate, n: int, cfg: TrainConfig, gen: torc
     max_epochs = epoch + cfg.max_epochs if max_epochs is None else max_epochs
     opt = opt or torch.optim.Adam(params, lr=cfg.lr_stages[0])
     snap = lambda: [p.detach().clone() for p in params]  # noqa: E731
+
+    @torch.no_grad()
+    def restore():
+        for p, b in zip(params, best_p):
+            p.copy_(b)
+
     best_p, own_bar = snap(), bar is None
     bar = bar or tqdm(total=max_epochs - epoch, desc=f"{label} {cfg.name}", disable=not cfg.progress, mininterval=2.0)
     for stage, (lr, bs) in enumerate(zip(cfg.lr_stages, cfg.batch_stages)):
-        with torch.no_grad():
-            for p, b in zip(params, best_p):
-                p.copy_(b)
+        restore()
         for g in opt.param_groups:
             g["lr"] = lr
         bad = 0
@@ -230,9 +234,7 @@ def staged_fit(params: list, step, validate, n: int, cfg: TrainConfig, gen: torc
             capped.append(label)
     if own_bar:
         bar.close()
-    with torch.no_grad():
-        for p, b in zip(params, best_p):
-            p.copy_(b)
+    restore()
     return best, epoch
 
 
@@ -241,7 +243,7 @@ def _train_decoder_first(prep: Prepared, cfg: TrainConfig) -> tuple[IVE, dict]:
     spectra's chi^2; (2) with both frozen, the encoder on the beta-VAE objective through the decoder (sampled
     latents, chi^2 + beta KL) plus ``joint_physical`` times the squared distance of its mean to the map's latents.
     Each part gets half of ``max_minutes``."""
-    from .physical import PhysicalMap
+    from .physical import PhysicalMap, _theta
 
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -249,7 +251,7 @@ def _train_decoder_first(prep: Prepared, cfg: TrainConfig) -> tuple[IVE, dict]:
     tr, va = prep.train, prep.val
     pmap = PhysicalMap(tr.corpus.box_low, tr.corpus.box_high, cfg.latent_dim, cfg.physical_hidden, cfg.activation)
     loss_fn = NoiseChi2(prep.G, cfg.n_pca)
-    th, th_val = (torch.as_tensor(sp.corpus.params, dtype=torch.float32) for sp in (tr, va))
+    th, th_val = _theta(tr), _theta(va)
     t0, history, capped = time.time(), [], []
     dec = list(model.decoder.parameters()) + list(pmap.parameters())
     best1, ep1 = staged_fit(
@@ -291,11 +293,11 @@ def _train_ive(prep: Prepared, cfg: TrainConfig) -> tuple[IVE, dict]:
     pmap, joint = None, cfg.joint_physical > 0
     params = [p for p in model.parameters() if p.requires_grad]
     if joint:  # the physical map trains with the IVE: the decoder learns from exact parameters as well
-        from .physical import PhysicalMap
+        from .physical import PhysicalMap, _theta
 
         pmap = PhysicalMap(tr.corpus.box_low, tr.corpus.box_high, cfg.latent_dim, cfg.physical_hidden, cfg.activation)
         params += list(pmap.parameters())
-        th, th_val = (torch.as_tensor(sp.corpus.params, dtype=torch.float32) for sp in (tr, va))
+        th, th_val = _theta(tr), _theta(va)
 
     def step(idx, epoch):
         c_hat, mu, logvar = model(tr.c[idx])
