@@ -213,6 +213,7 @@ def test_time_capped_training_is_flagged(corpus_slice, capsys):
 
     ok = run_training(TrainConfig(**tiny_config(corpus_slice, max_epochs=3)), None, verbose=True)
     assert ok["card"]["training"]["time_capped"] == [] and ok["card"]["training"]["bit_reproducible"] is True
+    assert ok["card"]["training"]["diverged"] == []
     assert "warning" not in capsys.readouterr().out
     cfg = TrainConfig(**tiny_config(corpus_slice, max_epochs=10**6, patience=10**6, max_minutes=0.002,
                                     physical_max_minutes=0.002))
@@ -220,3 +221,23 @@ def test_time_capped_training_is_flagged(corpus_slice, capsys):
     assert capped["time_capped"] == ["train", "physical map phase 1", "physical map phase 2"]
     assert capped["bit_reproducible"] is False
     assert "will not reproduce these weights bit for bit" in capsys.readouterr().out
+
+
+def test_diverged_stage_recovers_from_its_best_parameters(corpus_slice):
+    """A stage whose loss turns non-finite ends at once: the best parameters come back, Adam's moments (inf / NaN)
+    are cleared and the next, smaller learning rate goes on. Before, the restored model kept stepping with NaN
+    moments and stayed NaN to the end (the cmb-ede encoder on 4625 EDE rows, 2026-12-03). Built to diverge: a
+    learning rate of 1e30 sends the quadratic's objective to inf in float32 within one epoch."""
+    from latentinfer.ive.train import staged_fit
+
+    cfg = TrainConfig(**tiny_config(corpus_slice, lr_stages=[1e30, 1e-2], batch_stages=[8, 8], patience=50,
+                                    max_epochs=300))
+    p = torch.nn.Parameter(torch.ones(4))
+    history: list = []
+    best, epoch = staged_fit([p], lambda idx, _: (p**2).sum(), lambda: (p**2).sum(), 16, cfg,
+                             torch.Generator().manual_seed(0), np.inf, history, "quadratic")
+    bad = [h for h in history if h.get("diverged")]
+    assert len(bad) == 1 and bad[0]["stage"] == 0 and bad[0]["epoch"] == 0
+    assert all(h["stage"] == 1 for h in history[1:]) and len(history) > 50
+    assert torch.isfinite(p).all() and np.isfinite(best) and best < 1e-3
+    np.testing.assert_allclose(float((p.detach() ** 2).sum()), best)  # the best parameters are left in place

@@ -93,6 +93,11 @@ def _run_training(cfg: TrainConfig, out: str | Path | None, verbose: bool) -> di
     if capped and verbose:
         print(f"warning: max_minutes / physical_max_minutes cut short {', '.join(capped)}: a retrain will not reproduce "
               "these weights bit for bit (raise the time budget, or lower max_epochs so that epochs or patience end training)")
+    diverged = [{k: h[k] for k in ("part", "stage", "epoch", "lr")} for h in info["history"] + pinfo["history"]
+                if h.get("diverged")]
+    if diverged and verbose:
+        print("note: training diverged (non-finite loss) in " + ", ".join(f"{h['part']} stage {h['stage']} at epoch "
+              f"{h['epoch']}" for h in diverged) + "; each went on from its best parameters at the next, smaller learning rate")
     d = cfg.latent_dim
     c = prep.train.corpus
     card = {
@@ -123,7 +128,9 @@ def _run_training(cfg: TrainConfig, out: str | Path | None, verbose: bool) -> di
                      **{k: info[k] for k in ("decoder_epochs", "decoder_best_val_chi2") if k in info},
                      "total_seconds": seconds, "threads": cfg.threads,
                      # parts the wall clock (max_minutes) cut short: those do not retrain bit for bit
-                     "time_capped": capped, "bit_reproducible": not capped},
+                     "time_capped": capped, "bit_reproducible": not capped,
+                     # stages that hit a non-finite loss: restored to their best parameters, next learning rate
+                     "diverged": diverged},
         "latent_basis": basis,
         "error_cov": {"form": "low rank + diagonal (errcov_<path>_U_<S>, errcov_<path>_d_<S>)", "rank": cfg.error_rank,
                       "source": "second moment of residuals on the validation rows, D_ell units"},

@@ -193,7 +193,12 @@ def staged_fit(params: list, step, validate, n: int, cfg: TrainConfig, gen: torc
     the objective of the batch of training rows ``idx`` (drawn by ``gen``); ``validate()`` the validation score;
     ``best`` a score to beat from the start. Leaves the best parameters in place and returns ``(best, epoch)``.
     A stage cut short by the deadline appends ``label`` to ``capped``: where the clock, not patience or the epoch
-    count, ends training, a retrain does not reproduce the weights bit for bit."""
+    count, ends training, a retrain does not reproduce the weights bit for bit.
+
+    A non-finite batch objective or validation score ends its stage at once: the best parameters come back, Adam's
+    moments (poisoned by the NaN or inf) are cleared, the next stage (smaller learning rate) goes on, and ``history``
+    gets an entry with ``"diverged": True``. Without this, a restored model kept stepping with NaN moments and
+    stayed NaN to the end."""
     max_epochs = epoch + cfg.max_epochs if max_epochs is None else max_epochs
     opt = opt or torch.optim.Adam(params, lr=cfg.lr_stages[0])
     snap = lambda: [p.detach().clone() for p in params]  # noqa: E731
@@ -209,20 +214,32 @@ def staged_fit(params: list, step, validate, n: int, cfg: TrainConfig, gen: torc
         restore()
         for g in opt.param_groups:
             g["lr"] = lr
-        bad = 0
+        bad = diverged = 0
         while bad < cfg.patience and epoch < max_epochs and time.time() < deadline:
             perm = torch.randperm(n, generator=gen)
             tot = 0.0
             for i in range(0, n, bs):
                 obj = step(perm[i : i + bs], epoch)
+                o = float(obj.detach())
+                if not np.isfinite(o):
+                    diverged = 1
+                    break
                 opt.zero_grad(set_to_none=True)
                 obj.backward()
                 opt.step()
-                tot += float(obj.detach()) * len(perm[i : i + bs])
+                tot += o * len(perm[i : i + bs])
             with torch.no_grad():
-                val = float(validate())
-            history.append({"epoch": epoch, "part": label, "stage": stage, "lr": lr, "batch": bs,
-                            "train_objective": tot / n, "val": val})
+                val = np.nan if diverged else float(validate())
+            entry = {"epoch": epoch, "part": label, "stage": stage, "lr": lr, "batch": bs,
+                     "train_objective": np.nan if diverged else tot / n, "val": val}
+            if diverged or not np.isfinite(val):
+                history.append({**entry, "diverged": True})
+                restore()
+                opt.state.clear()
+                epoch += 1
+                bar.update(1)
+                break
+            history.append(entry)
             if val < best * (1 - 1e-4):
                 best, best_p, bad = val, snap(), 0
             else:
@@ -230,7 +247,7 @@ def staged_fit(params: list, step, validate, n: int, cfg: TrainConfig, gen: torc
             epoch += 1
             bar.update(1)
             bar.set_postfix(part=label, stage=stage, val=f"{val:.3g}", best=f"{best:.3g}")
-        if bad < cfg.patience and epoch < max_epochs and capped is not None and label not in capped:
+        if not diverged and bad < cfg.patience and epoch < max_epochs and capped is not None and label not in capped:
             capped.append(label)
     if own_bar:
         bar.close()
