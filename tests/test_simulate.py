@@ -35,6 +35,8 @@ def test_longer_design_extends_the_corpus_design():
     longer = sobol_design(BOXES["ede"], 4096, SEEDS["ede"])
     np.testing.assert_array_equal(longer[:1000], params)
     assert len(np.unique(longer[1000:], axis=0)) == 3096 and not (longer[1000:, None] == params[None]).all(-1).any()
+    # and --n 8192 continues --n 4096 (rows 3375-4724 of the shipped cmb-ede came from --n 8192)
+    np.testing.assert_array_equal(sobol_design(BOXES["ede"], 8192, SEEDS["ede"])[:4096], longer)
 
 
 def test_rows_parsing_and_bad_rows(tmp_path, capsys):
