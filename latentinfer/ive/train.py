@@ -214,7 +214,7 @@ def staged_fit(params: list, step, validate, n: int, cfg: TrainConfig, gen: torc
         restore()
         for g in opt.param_groups:
             g["lr"] = lr
-        bad = diverged = 0
+        bad, diverged = 0, False
         while bad < cfg.patience and epoch < max_epochs and time.time() < deadline:
             perm = torch.randperm(n, generator=gen)
             tot = 0.0
@@ -222,7 +222,7 @@ def staged_fit(params: list, step, validate, n: int, cfg: TrainConfig, gen: torc
                 obj = step(perm[i : i + bs], epoch)
                 o = float(obj.detach())
                 if not np.isfinite(o):
-                    diverged = 1
+                    diverged = True
                     break
                 opt.zero_grad(set_to_none=True)
                 obj.backward()
@@ -232,20 +232,18 @@ def staged_fit(params: list, step, validate, n: int, cfg: TrainConfig, gen: torc
                 val = np.nan if diverged else float(validate())
             entry = {"epoch": epoch, "part": label, "stage": stage, "lr": lr, "batch": bs,
                      "train_objective": np.nan if diverged else tot / n, "val": val}
-            if diverged or not np.isfinite(val):
-                history.append({**entry, "diverged": True})
+            diverged = diverged or not np.isfinite(val)
+            history.append({**entry, "diverged": True} if diverged else entry)
+            epoch += 1
+            bar.update(1)
+            if diverged:
                 restore()
                 opt.state.clear()
-                epoch += 1
-                bar.update(1)
                 break
-            history.append(entry)
             if val < best * (1 - 1e-4):
                 best, best_p, bad = val, snap(), 0
             else:
                 bad += 1
-            epoch += 1
-            bar.update(1)
             bar.set_postfix(part=label, stage=stage, val=f"{val:.3g}", best=f"{best:.3g}")
         if not diverged and bad < cfg.patience and epoch < max_epochs and capped is not None and label not in capped:
             capped.append(label)
