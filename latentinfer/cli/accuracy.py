@@ -25,8 +25,16 @@ def _accuracy(args) -> int:
         res = bundle_accuracy(args.model, args.corpus)
     ok = check_accuracy(res)
     for path, r in res.items():
-        print(f"{path:14s} n={r['n']}  dchi2 median {r['median']:.4g}  p95 {r['p95']:.4g}  p99 {r['p99']:.4g}  "
-              f"max {r['max']:.4g}  goal (median<{GOAL['median']}, p99<{GOAL['p99']}): {'met' if ok[path] else 'not met'}")
+        print(f"{path:14s} n={r['n']}  dchi2 median {r['median']:.4g} {_ci(r['median_ci68'])}  p95 {r['p95']:.4g}  "
+              f"p99 {r['p99']:.4g} {_ci(r['p99_ci68'])}  max {r['max']:.4g}  goal (median<{GOAL['median']}, p99<{GOAL['p99']}): "
+              f"{'met' if ok[path] else 'not met'} (confidence median {r['goal_confidence']['median']:.2f}, "
+              f"p99 {r['goal_confidence']['p99']:.2f})")
     if args.out:
         write_json(args.out, {"goal": GOAL, "passed": ok, **res})
     return 0
+
+
+def _ci(ci) -> str:
+    """A distribution-free 68% interval; an end that the rows cannot bound prints as -inf / inf."""
+    lo, hi = ("-inf" if ci[0] is None else f"{ci[0]:.3g}"), ("inf" if ci[1] is None else f"{ci[1]:.3g}")
+    return f"[{lo}, {hi}]"

@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import DataError
 
 __all__ = ["PlikLiteBinning", "load_plik_lite_binning", "dchi2", "run_accuracy", "check_accuracy", "bundle_accuracy", "GOAL",
-           "PLIK_LITE_DIR"]
+           "PLIK_LITE_DIR", "summarise", "quantile_interval", "quantile_below_confidence"]
 
 def _plik_lite_dir() -> Path:
     """The vendored ``likelihoods/planck2018-plik-lite`` folder (or ``$LATENTINFER_PLIK_LITE``)."""
@@ -81,10 +81,52 @@ def dchi2(binning: PlikLiteBinning, D_a: Mapping[str, np.ndarray], D_b: Mapping[
     return np.einsum("ni,ij,nj->n", r, binning.inv_cov, r)
 
 
-def summarise(x: np.ndarray) -> dict[str, float]:
+def quantile_interval(x: np.ndarray, q: float, level: float = 0.68) -> tuple[float | None, float | None, float]:
+    """Distribution-free interval ``[X_(r), X_(s)]`` for the ``q``-quantile of the population behind the sample ``x``.
+
+    The number B of sample values below the true quantile is Binomial(n, q), so the order statistics
+    ``X_(r) <= xi_q < X_(s)`` hold exactly when ``r <= B < s``: ``r`` is the largest with ``P(B < r) <= (1-level)/2``,
+    ``s`` the smallest with ``P(B >= s) <= (1-level)/2``. An end that n values cannot bound is None (e.g. the upper
+    end of the 99th percentile from fewer than ~180 values). Returns ``(low, high, coverage)``, coverage = the exact
+    ``P(r <= B < s) >= level``, for any continuous distribution.
+    """
+    from scipy.stats import binom
+
+    xs = np.sort(np.asarray(x, np.float64))
+    n, a = len(xs), (1.0 - level) / 2
+    k = np.arange(n + 2)
+    below = binom.cdf(k - 1, n, q)                  # P(B < k)
+    r = int(k[below <= a].max())                    # k = 0 always qualifies: X_(0) = -inf
+    s = int(k[1.0 - below <= a].min())              # P(B >= k); k = n + 1 always qualifies: X_(n+1) = +inf
+    coverage = float(binom.cdf(s - 1, n, q) - binom.cdf(r - 1, n, q))
+    return (float(xs[r - 1]) if r >= 1 else None, float(xs[s - 1]) if s <= n else None, coverage)
+
+
+def quantile_below_confidence(x: np.ndarray, q: float, threshold: float) -> float:
+    """One-sided confidence that the population's ``q``-quantile lies below ``threshold``, from a sample ``x``.
+
+    With k of the n values below the threshold, the exact binomial test of ``P(X < threshold) <= q`` has p-value
+    ``P(Bin(n, q) >= k)``; the confidence is one minus it. All of 100 values below the threshold give only
+    ``1 - 0.99**100 = 0.63`` for the 99th percentile: showing a 99th percentile with 95% confidence takes >= 299 values.
+    """
+    from scipy.stats import binom
+
     x = np.asarray(x, np.float64)
-    return {"n": int(len(x)), "mean": float(x.mean()), "median": float(np.median(x)), "p68": float(np.percentile(x, 68)),
-            "p95": float(np.percentile(x, 95)), "p99": float(np.percentile(x, 99)), "max": float(x.max())}
+    k = int(np.sum(x < threshold))
+    return float(binom.cdf(k - 1, len(x), q))
+
+
+def summarise(x: np.ndarray) -> dict:
+    """dchi^2 statistics of held-out rows, with distribution-free 68% intervals for the median and the 99th percentile
+    and the confidence that each lies below its goal (:func:`quantile_interval`, :func:`quantile_below_confidence`)."""
+    x = np.asarray(x, np.float64)
+    out = {"n": int(len(x)), "mean": float(x.mean()), "median": float(np.median(x)), "p68": float(np.percentile(x, 68)),
+           "p95": float(np.percentile(x, 95)), "p99": float(np.percentile(x, 99)), "max": float(x.max())}
+    for key, q in (("median", 0.5), ("p99", 0.99)):
+        lo, hi, _ = quantile_interval(x, q)
+        out[f"{key}_ci68"] = [lo, hi]
+    out["goal_confidence"] = {key: quantile_below_confidence(x, q, GOAL[key]) for key, q in (("median", 0.5), ("p99", 0.99))}
+    return out
 
 
 def run_accuracy(D_true: Mapping[str, np.ndarray], emulated: Mapping[str, Mapping[str, np.ndarray]],
