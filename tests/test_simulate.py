@@ -117,3 +117,102 @@ def test_ede_at_zero_fde_is_lcdm():
         s = camb_spectra(list(theta) + extra, names)
         d = float(dchi2(binning, full({k: np.asarray(s[k])[None] for k in ("TT", "TE", "EE")}), ref)[0])
         assert (d < bound[1]) if bound[0] == "<" else (d > bound[1]), (extra, d)
+
+
+def test_chunk_keys_name_the_box_when_it_is_not_the_default():
+    """A resumed run never takes chunks of another design: a box override changes every key."""
+    from latentinfer.simulate import chunk_keys
+
+    idx = np.arange(3, 8)
+    default = chunk_keys("ede", 4096, 14, idx, 2, dict(BOXES["ede"]))
+    assert default == ["chunk-ede-s14-n4096-000003-000004", "chunk-ede-s14-n4096-000005-000006",
+                       "chunk-ede-s14-n4096-000007-000007"]
+    hi = chunk_keys("ede", 4096, 14, idx, 2, parse_box("fde_zc=0.075:0.15", "ede"))
+    hi2 = chunk_keys("ede", 4096, 14, idx, 2, parse_box("fde_zc=0.075:0.14", "ede"))
+    assert len(set(default) | set(hi) | set(hi2)) == 9
+    assert hi == chunk_keys("ede", 4096, 14, idx, 2, parse_box("fde_zc=0.075:0.150", "ede"))  # same box, same keys
+
+
+def _recipe_config(tmp_path, simulate_block, corpus=None):
+    import yaml
+
+    corpus = corpus or list(simulate_block)
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump({"name": "t", "corpus": corpus, "simulate": simulate_block}))
+    return path
+
+
+@pytest.mark.parametrize("block,needle", [
+    ({"X/lcdm.npz": {"model": "lcdm", "n": 10, "seed": 1, "rowz": "0:2"}}, "unknown key 'rowz'"),
+    ({"X/lcdm.npz": {"model": "lcdm", "n": 10}}, "missing key 'seed'"),
+    ({"X/lcdm.npz": {"model": "lcdm", "n": "10", "seed": 1}}, "key 'n' must be int"),
+    ({"X/ede.npz": {"model": "lcdm", "n": 10, "seed": 1}}, "must be named lcdm.npz"),
+    ({"X/lcdm.npz": {"model": "lcdm", "n": 10, "seed": 1, "rows": "5:20"}}, "--rows"),
+    ({"X/lcdm.npz": {"model": "lcdm", "n": 10, "seed": 1, "box": "fde_zc=0:1"}}, "unknown parameter 'fde_zc'"),
+    ({"X/lcdm.npz": {"model": "wcdm", "n": 10, "seed": 1}}, "key 'model' must be lcdm or ede"),
+])
+def test_bad_simulate_block_exits_2_naming_the_key(tmp_path, capsys, block, needle):
+    block = {str(tmp_path / k): v for k, v in block.items()}
+    cfg = _recipe_config(tmp_path, block)
+    for argv in (["simulate", "--config", str(cfg), "--plan"], ["train", str(cfg), "--out", str(tmp_path / "m")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert needle in err and "simulate:" in err and len(err.splitlines()) == 1, err
+    # a recipe for a file that is not in the corpus
+    cfg = _recipe_config(tmp_path, {str(tmp_path / "a/lcdm.npz"): {"model": "lcdm", "n": 10, "seed": 1}},
+                         corpus=[str(tmp_path / "b/lcdm.npz")])
+    assert main(["simulate", "--config", str(cfg)]) == 2
+    assert "is not one of the corpus files" in capsys.readouterr().err
+
+
+def test_simulate_config_makes_the_missing_corpus_files_and_train_names_them(tmp_path, capsys):
+    """Real CAMB (two LCDM spectra): ``train`` names every missing file and the command in one line; ``--plan``
+    runs nothing; ``simulate --config`` makes each file from its recipe (the design rows of its seed and box),
+    keeps what is present, and resumes from finished chunks."""
+    a, b = tmp_path / "a" / "lcdm.npz", tmp_path / "b" / "lcdm.npz"
+    block = {str(a): {"model": "lcdm", "n": 2000, "seed": 11, "rows": "7:8"},
+             str(b): {"model": "lcdm", "n": 64, "seed": 5, "rows": "3:4", "box": "H0=66:70", "chunk": 1}}
+    cfg = _recipe_config(tmp_path, block)
+    assert main(["train", str(cfg), "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "2 corpus files not found" in err and str(a) in err and str(b) in err
+    assert f"latentinfer simulate --config {cfg}" in err and "2 CAMB spectra" in err
+
+    assert main(["simulate", "--config", str(cfg), "--plan"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("0/1 chunks") == 2 and "rows 3:4 H0=66:70" in out and not a.exists() and not b.exists()
+
+    assert main(["simulate", "--config", str(cfg), "--workers", "1"]) == 0
+    assert "every corpus file of the config is present" in capsys.readouterr().out
+    with np.load(a) as fa, np.load(b) as fb:
+        assert fa["ok"].all() and fb["ok"].all()
+        np.testing.assert_array_equal(fa["params"], sobol_design(BOXES["lcdm"], 2000, 11)[7:8])
+        np.testing.assert_array_equal(fb["params"], sobol_design(parse_box("H0=66:70", "lcdm"), 64, 5)[3:4])
+        assert 66 <= fb["params"][0, 2] <= 70 and list(fb["rows"]) == [3]
+        if (CORPUS / "lcdm.npz").is_file():  # the recipe's row is the shared corpus's row 7
+            with np.load(CORPUS / "lcdm.npz") as ref:
+                scale = np.abs(ref["TT"][7]).max()
+                assert np.abs(fa["TT"][0] - ref["TT"][7]).max() / scale < 1e-4
+
+    # present files are kept; a lost file is remade from its finished chunks without CAMB
+    stamp = a.stat().st_mtime_ns
+    chunk = next((b.parent / "chunks").glob("*.json"))
+    chunk_stamp = chunk.stat().st_mtime_ns
+    b.unlink()
+    assert main(["simulate", "--config", str(cfg), "--plan"]) == 0
+    out = capsys.readouterr().out
+    assert "present" in out and "1/1 chunks" in out and "about 0.0 h" in out
+    assert main(["simulate", "--config", str(cfg)]) == 0
+    assert a.stat().st_mtime_ns == stamp and chunk.stat().st_mtime_ns == chunk_stamp and b.is_file()
+
+
+def test_simulate_config_and_design_arguments_do_not_mix(tmp_path, capsys):
+    cfg = _recipe_config(tmp_path, {str(tmp_path / "a/lcdm.npz"): {"model": "lcdm", "n": 10, "seed": 1}})
+    assert main(["simulate", "--config", str(cfg), "--n", "5"]) == 2
+    assert "drop --n" in capsys.readouterr().err
+    assert main(["simulate", "--model", "lcdm", "--n", "5", "--seed", "1", "--out", str(tmp_path), "--plan"]) == 2
+    assert "--plan goes with --config" in capsys.readouterr().err
+    no_block = tmp_path / "plain.yaml"
+    no_block.write_text("corpus: [x/lcdm.npz]\n")
+    assert main(["simulate", "--config", str(no_block)]) == 2
+    assert "no simulate: block" in capsys.readouterr().err

@@ -1,14 +1,19 @@
-"""``latentinfer simulate --model lcdm|ede --n N --seed S --out DIR``: a CAMB corpus over a Sobol design."""
+"""``latentinfer simulate --model lcdm|ede --n N --seed S --out DIR``: a CAMB corpus over a Sobol design.
+
+``latentinfer simulate --config TRAIN.yaml [--plan]``: every corpus file of a training config that its
+``simulate:`` block describes (:mod:`latentinfer.simulate.recipes`): a table of what is done and the CAMB time left,
+then the missing files, one after the other, resumable chunk by chunk.
+"""
 
 from __future__ import annotations
 
 
 def register(sub) -> None:
     p = sub.add_parser("simulate", help="run CAMB over a scrambled Sobol design; chunked, resumable, parallel")
-    p.add_argument("--model", required=True, choices=["lcdm", "ede"], help="cosmology (EDE: EarlyQuintessence n=3)")
-    p.add_argument("--n", type=int, required=True, help="number of design points")
-    p.add_argument("--seed", type=int, required=True, help="Sobol scrambling seed (corpus: 11 lcdm, 12 ede, 13 lcdm_core)")
-    p.add_argument("--out", required=True, help="output folder: chunks/ and <model>.npz")
+    p.add_argument("--model", choices=["lcdm", "ede"], help="cosmology (EDE: EarlyQuintessence n=3)")
+    p.add_argument("--n", type=int, help="number of design points")
+    p.add_argument("--seed", type=int, help="Sobol scrambling seed (corpus: 11 lcdm, 12 ede, 13 lcdm_core)")
+    p.add_argument("--out", help="output folder: chunks/ and <model>.npz")
     p.add_argument("--box", default=None, help="override box ranges, e.g. 'H0=63.5:71.5,ns=0.94:0.99'")
     p.add_argument("--rows", default=None,
                    help="run only design rows START:STOP of the n-point design (e.g. extend the EDE corpus: "
@@ -17,13 +22,26 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, default=None, help="local worker processes (default: one per core)")
     p.add_argument("--backend", default="local", choices=["local", "dask"], help="execution backend")
     p.add_argument("--scheduler", default=None, help="Dask scheduler address tcp://HOST:PORT (backend dask)")
+    p.add_argument("--config", default=None,
+                   help="a training config: make every corpus file its simulate: block describes and that is missing "
+                        "(instead of --model/--n/--seed/--out)")
+    p.add_argument("--plan", action="store_true", help="with --config: print what is done and what is left, run nothing")
     p.set_defaults(func=_simulate)
 
 
 def _simulate(args) -> int:
     from tqdm.auto import tqdm
 
+    from ..errors import ConfigError
     from ..simulate import parse_box, parse_rows, simulate
+
+    if args.config is not None:
+        return _from_config(args)
+    missing = [f"--{k}" for k in ("model", "n", "seed", "out") if getattr(args, k) is None]
+    if missing:
+        raise ConfigError(f"simulate needs {', '.join(missing)} (or --config TRAIN.yaml)")
+    if args.plan:
+        raise ConfigError("--plan goes with --config")
 
     box = parse_box(args.box, args.model)
     rows = parse_rows(args.rows, args.n)
@@ -40,4 +58,44 @@ def _simulate(args) -> int:
     with np.load(path) as f:
         ok = f["ok"]
     print(f"wrote {path}: {int(ok.sum())} of {len(ok)} spectra ok")
+    return 0
+
+
+def _from_config(args) -> int:
+    from tqdm.auto import tqdm
+
+    from ..errors import ConfigError
+    from ..execution import default_workers
+    from ..ive.config import load_train_config
+    from ..simulate.recipes import plan_table, recipes_from
+
+    given = [f"--{k}" for k in ("model", "n", "seed", "out", "box", "rows") if getattr(args, k) is not None]
+    if given:
+        raise ConfigError(f"--config takes its designs from the config's simulate: block; drop {', '.join(given)}")
+    cfg = load_train_config(args.config)
+    recipes = recipes_from(cfg)
+    if not recipes:
+        raise ConfigError(f"{args.config}: no simulate: block (corpus file -> simulate arguments) to make corpus files from")
+    workers = args.workers or default_workers()
+    table, _ = plan_table(recipes, workers)
+    print(table)
+    if args.plan:
+        return 0
+    for r in recipes:
+        present, done, total = r.status()
+        if present:
+            continue
+        print(r.command())
+        with tqdm(total=total, initial=done, desc=f"CAMB chunks {r.out.name}", unit="chunk") as bar:
+            def progress(d, t, bar=bar):
+                bar.n = d
+                bar.refresh()
+
+            path = r.run(workers=args.workers, backend=args.backend, scheduler=args.scheduler, progress=progress)
+        import numpy as np
+
+        with np.load(path) as f:
+            ok = f["ok"]
+        print(f"wrote {path}: {int(ok.sum())} of {len(ok)} spectra ok")
+    print("every corpus file of the config is present")
     return 0

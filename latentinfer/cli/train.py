@@ -36,6 +36,12 @@ def _train(args) -> int:
     from ..ive.pipeline import run_training
 
     cfg = load_train_config(args.config)
+    from ..errors import DataError
+    from ..simulate.recipes import missing_corpus
+
+    problem = missing_corpus(cfg, args.config)
+    if problem:
+        raise DataError(problem)
     if args.minutes is not None:
         cfg.max_minutes = args.minutes
     if args.no_progress:

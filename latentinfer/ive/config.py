@@ -44,10 +44,13 @@ class TrainConfig:
     latents with weight ``joint_physical`` (which must then be > 0); see ``latentinfer.ive.train``.
     ``lcdm_as_ede``: LCDM corpus files whose rows join the training and validation rows of an EDE model at
     ``fde_zc = 0`` (:func:`latentinfer.ive.data.embed_lcdm`; CAMB's EDE at fde_zc = 0 is LCDM); never test rows.
+    ``simulate``: how each corpus file made here is made (``latentinfer simulate`` arguments per file,
+    :mod:`latentinfer.simulate.recipes`): ``latentinfer simulate --config`` remakes the missing ones.
     """
 
     corpus: list[str]
     lcdm_as_ede: list[str] = field(default_factory=list)
+    simulate: dict = field(default_factory=dict)
     name: str = "ive"
     description: str = ""
     latent_dim: int = 6
@@ -96,6 +99,9 @@ class TrainConfig:
         for key, ok in checks.items():
             if not ok:
                 raise ConfigError(f"train config: key '{key}' has an invalid value {getattr(self, key)!r}")
+        from ..simulate.recipes import check_recipes
+
+        check_recipes(self.simulate, list(self.corpus) + list(self.lcdm_as_ede))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

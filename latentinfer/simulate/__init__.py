@@ -7,6 +7,7 @@ resumes with the chunks it has, then assembles ``out/<model>.npz`` in the corpus
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from pathlib import Path
@@ -20,7 +21,19 @@ from ..ive.data import corpus_ell_grid
 from .camb_runner import DERIVED_NAMES, camb_spectra, run_chunk
 from .design import BOXES, SEEDS, parse_box, parse_rows, sobol_design
 
-__all__ = ["simulate", "sobol_design", "camb_spectra", "run_chunk", "BOXES", "SEEDS", "parse_box", "parse_rows"]
+__all__ = ["simulate", "chunk_keys", "sobol_design", "camb_spectra", "run_chunk", "BOXES", "SEEDS", "parse_box", "parse_rows"]
+
+
+def chunk_keys(model: str, n: int, seed: int, idx: np.ndarray, chunk: int, box: dict) -> list[str]:
+    """Checkpoint keys of the chunks of a run: model, seed, design size and rows, and (when it is not the model's
+    default box) a hash of the box, so a resumed run never reuses chunks of another design."""
+    tag = ""
+    if {k: tuple(map(float, v)) for k, v in box.items()} != {k: tuple(map(float, v)) for k, v in BOXES[model].items()}:
+        text = ",".join(f"{k}={float(v[0])!r}:{float(v[1])!r}" for k, v in box.items())
+        tag = "-box" + hashlib.sha256(text.encode()).hexdigest()[:8]
+    idx = np.asarray(idx, int)
+    return [f"chunk-{model}-s{seed}-n{n}{tag}-{idx[s]:06d}-{idx[min(s + chunk, len(idx)) - 1]:06d}"
+            for s in range(0, len(idx), chunk)]
 
 
 def simulate(model: str, n: int, seed: int, out: str | os.PathLike, *, box: dict | None = None, chunk: int = 25,
@@ -39,11 +52,8 @@ def simulate(model: str, n: int, seed: int, out: str | os.PathLike, *, box: dict
     names = list(box)
     theta = sobol_design(box, n, seed)
     idx = np.arange(n) if rows is None else np.asarray(rows, int)
-    tasks, keys = [], []
-    for start in range(0, len(idx), chunk):
-        sel = idx[start : start + chunk]
-        tasks.append({"params": theta[sel].tolist(), "names": names})
-        keys.append(f"chunk-{model}-s{seed}-n{n}-{sel[0]:06d}-{sel[-1]:06d}")
+    keys = chunk_keys(model, n, seed, idx, chunk, box)
+    tasks = [{"params": theta[idx[s : s + chunk]].tolist(), "names": names} for s in range(0, len(idx), chunk)]
     out = Path(out)
     results = map_tasks(run_chunk, tasks, keys=keys, workers=workers, backend=backend, scheduler=scheduler,
                         checkpoint_dir=out / "chunks", progress=progress)
