@@ -216,3 +216,25 @@ def test_simulate_config_and_design_arguments_do_not_mix(tmp_path, capsys):
     no_block.write_text("corpus: [x/lcdm.npz]\n")
     assert main(["simulate", "--config", str(no_block)]) == 2
     assert "no simulate: block" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("path", sorted(str(p) for p in [*Path("configs").glob("*.yaml"), *Path("models").glob("*/train.yaml")]))
+def test_every_shipped_training_config_says_how_its_corpus_is_made(path):
+    """A training config in the repository names the shared corpus or a recipe for each file: nothing it trains on
+    is left to memory (the corpus made here does not travel with a clone)."""
+    from latentinfer.ive.config import load_train_config
+    from latentinfer.simulate.recipes import recipes_from
+
+    cfg = load_train_config(path)
+    made = {r.path for r in recipes_from(cfg)}
+    for f in [*cfg.corpus, *cfg.lcdm_as_ede]:
+        assert f.startswith("/work/shared/data/camb/") or f in made, f"{path}: no recipe for {f}"
+    # no two files of one design (model, seed, box) share rows, nor a file and the shared corpus (first n rows)
+    recipes = recipes_from(cfg)
+    shared = {("ede", 12): 1000, ("lcdm", 11): 2000}
+    for i, r in enumerate(recipes):
+        if r.box is None:
+            assert r.design_rows().min() >= shared.get((r.model, r.seed), 0), f"{r.path} repeats shared corpus rows"
+        for q in recipes[i + 1:]:
+            if (q.model, q.seed, q.box) == (r.model, r.seed, r.box):
+                assert not set(q.design_rows()) & set(r.design_rows()), (r.path, q.path)

@@ -157,7 +157,7 @@ def missing_corpus(cfg, config_path: str | os.PathLike | None = None) -> str | N
 
 def plan_table(recipes: list[Recipe], workers: int) -> tuple[str, float]:
     """A text table of the recipes with what is done, and the CAMB hours left on ``workers`` processes."""
-    lines = [f"{'file':<44} {'design':<42} {'spectra':>7} {'done':>11} {'left (h)':>8}"]
+    lines = [f"{'file':<44} {'design':<46} {'spectra':>7} {'done':>11} {'left (h)':>8}"]
     left_h = 0.0
     for r in recipes:
         present, done, total = r.status()
@@ -166,6 +166,6 @@ def plan_table(recipes: list[Recipe], workers: int) -> tuple[str, float]:
         h = todo * SECONDS_PER_SPECTRUM[r.model] / max(workers, 1) / 3600
         left_h += h
         state = "present" if present else f"{done}/{total} chunks"
-        lines.append(f"{r.path:<44} {design:<42} {r.n_spectra:>7} {state:>11} {h:>8.1f}")
+        lines.append(f"{r.path:<44} {design:<46} {r.n_spectra:>7} {state:>11} {h:>8.1f}")
     lines.append(f"CAMB time left on {workers} worker(s): about {left_h:.1f} h")
     return "\n".join(lines), left_h
