@@ -61,3 +61,48 @@ def test_summarise_reports_intervals_and_goal_confidence():
     assert s["p99_ci68"][0] <= s["p99"]
     assert set(s["goal_confidence"]) == set(GOAL)
     assert 0.0 <= s["goal_confidence"]["p99"] <= 1.0
+
+
+def _rows(rng, n, dependence):
+    """200 held-out rows over a 4-parameter box; dchi2 lognormal, its scale growing with parameter 'c' by
+    ``dependence`` e-folds across the box (0: the error does not depend on where the row is)."""
+    names = ["a", "b", "c", "d"]
+    low, high = np.array([0.0, 1.0, 0.0, -1.0]), np.array([1.0, 2.0, 0.15, 1.0])
+    params = low + rng.random((n, 4)) * (high - low)
+    d = 0.04 * np.exp(dependence * params[:, 2] / 0.15 + 0.8 * rng.standard_normal(n))
+    return params, names, d, low, high
+
+
+def test_error_by_parameter_finds_the_parameter_the_error_grows_with():
+    from latentinfer.ive.accuracy import describe_where, error_by_parameter
+
+    params, names, d, low, high = _rows(np.random.default_rng(3), 200, dependence=2.0)
+    w = error_by_parameter(params, names, d, low, high)
+    assert w["leading"] == "c" and w["aim"] == "c=0.075:0.15"
+    c = w["parameters"]["c"]
+    assert c["spearman"] > 0.4 and c["median_high"] > 2 * c["median_low"] and c["over_high"] > c["over_low"]
+    assert c["over_span"][0] >= 0 and c["over_span"][1] <= 0.15 and w["n_over"] == c["over_low"] + c["over_high"]
+    assert "error grows with c" in describe_where(w) and "--box c=0.075:0.15" in describe_where(w)
+    # the error falling with the parameter aims at the lower half
+    w = error_by_parameter(params, names, 0.04 * np.exp(-2.0 * params[:, 2] / 0.15), low, high)
+    assert w["leading"] == "c" and w["aim"] == "c=0:0.075"
+
+
+def test_error_by_parameter_flags_nothing_when_the_error_is_everywhere():
+    """Built to fail: with no dependence the family-wise false alarm rate is at most alpha = 0.01 (Bonferroni over
+    4 parameters), so 600 independent null cases flag a parameter at most the 99.9% quantile of Binomial(600, 0.01)
+    times (15); without the correction (alpha per parameter) about 4% of them alarm (about 24: the test fails)."""
+    from latentinfer.ive.accuracy import describe_where, error_by_parameter
+
+    rng = np.random.default_rng(4)
+    alarms = 0
+    for _ in range(600):
+        params, names, d, low, high = _rows(rng, 200, dependence=0.0)
+        w = error_by_parameter(params, names, d, low, high)
+        alarms += w["leading"] is not None
+        assert (w["aim"] is None) == (w["leading"] is None)
+    assert alarms <= binom.ppf(0.999, 600, 0.01), alarms
+    assert "no parameter stands out" in describe_where(w) or w["leading"] is not None
+    # and a weak dependence that 200 rows cannot resolve is not claimed
+    params, names, d, low, high = _rows(np.random.default_rng(5), 200, dependence=0.05)
+    assert error_by_parameter(params, names, d, low, high)["leading"] is None

@@ -14,7 +14,7 @@ def register(sub) -> None:
 
 def _accuracy(args) -> int:
     from ..io import write_json
-    from ..ive.accuracy import GOAL, bundle_accuracy, check_accuracy
+    from ..ive.accuracy import GOAL, bundle_accuracy, check_accuracy, describe_where
 
     if args.update_card and args.corpus is None:
         from ..ive.pipeline import refresh_card_accuracy
@@ -29,6 +29,8 @@ def _accuracy(args) -> int:
               f"p99 {r['p99']:.4g} {_ci(r['p99_ci68'])}  max {r['max']:.4g}  goal (median<{GOAL['median']}, p99<{GOAL['p99']}): "
               f"{'met' if ok[path] else 'not met'} (confidence median {r['goal_confidence']['median']:.2f}, "
               f"p99 {r['goal_confidence']['p99']:.2f})")
+        if "where" in r:
+            print(f"{'':14s} {describe_where(r['where'])}")
     if args.out:
         write_json(args.out, {"goal": GOAL, "passed": ok, **res})
     return 0

@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import DataError
 
 __all__ = ["PlikLiteBinning", "load_plik_lite_binning", "dchi2", "run_accuracy", "check_accuracy", "bundle_accuracy", "GOAL",
-           "PLIK_LITE_DIR", "summarise", "quantile_interval", "quantile_below_confidence"]
+           "PLIK_LITE_DIR", "summarise", "quantile_interval", "quantile_below_confidence", "error_by_parameter", "describe_where"]
 
 def _plik_lite_dir() -> Path:
     """The vendored ``likelihoods/planck2018-plik-lite`` folder (or ``$LATENTINFER_PLIK_LITE``)."""
@@ -129,6 +129,58 @@ def summarise(x: np.ndarray) -> dict:
     return out
 
 
+def error_by_parameter(params: np.ndarray, names: list[str], d: np.ndarray, box_low: np.ndarray | None = None,
+                       box_high: np.ndarray | None = None, *, threshold: float = GOAL["p99"], alpha: float = 0.01) -> dict:
+    """Where in parameter space the emulator error lives, to aim the next simulations.
+
+    For each parameter: the Spearman rank correlation of dchi^2 with it and its (asymptotic) p-value, the median
+    dchi^2 and the number of rows above ``threshold`` in the lower and upper half of its range (the box, or the rows'
+    range), and the span of its values over those rows. ``leading`` is the parameter with the smallest p-value when it is below ``alpha`` after a Bonferroni
+    correction over the parameters (else None: no parameter stands out), and ``aim`` the half of its range with the
+    larger median, as a ``simulate --box`` argument.
+    """
+    from scipy.stats import spearmanr
+
+    params, d = np.asarray(params, np.float64), np.asarray(d, np.float64)
+    lo = params.min(0) if box_low is None else np.asarray(box_low, np.float64)
+    hi = params.max(0) if box_high is None else np.asarray(box_high, np.float64)
+    out: dict = {"threshold": threshold, "n_over": int((d > threshold).sum()), "alpha": alpha, "parameters": {}}
+    for j, name in enumerate(names):
+        x = params[:, j]
+        rho, p = (0.0, 1.0) if np.ptp(x) == 0 else spearmanr(x, d)
+        mid = 0.5 * (lo[j] + hi[j])
+        low, high = d[x < mid], d[x >= mid]
+        out["parameters"][name] = {
+            "spearman": float(rho), "p_value": float(p), "range": [float(lo[j]), float(hi[j])],
+            "median_low": float(np.median(low)) if len(low) else None,
+            "median_high": float(np.median(high)) if len(high) else None,
+            "over_low": int((low > threshold).sum()), "over_high": int((high > threshold).sum()),
+            "over_span": [float(x[d > threshold].min()), float(x[d > threshold].max())] if (d > threshold).any() else None}
+    best = min(out["parameters"], key=lambda k: out["parameters"][k]["p_value"])
+    b = out["parameters"][best]
+    out["leading"] = best if b["p_value"] * len(names) < alpha else None
+    out["aim"] = None
+    if out["leading"] is not None:
+        mid = 0.5 * (b["range"][0] + b["range"][1])
+        upper = (b["median_high"] or 0.0) >= (b["median_low"] or 0.0)
+        a, z = (mid, b["range"][1]) if upper else (b["range"][0], mid)
+        out["aim"] = f"{best}={a:.6g}:{z:.6g}"
+    return out
+
+
+def describe_where(w: Mapping) -> str:
+    """One line of :func:`error_by_parameter` for the command line."""
+    if w["leading"] is None:
+        return f"no parameter stands out (Spearman, Bonferroni p >= {w['alpha']})"
+    name, b = w["leading"], w["parameters"][w["leading"]]
+    mid = 0.5 * (b["range"][0] + b["range"][1])
+    return (f"error grows with {name} (Spearman {b['spearman']:+.2f}, p {b['p_value']:.1g}): median "
+            f"{b['median_low']:.3g} at {name} < {mid:.4g}, {b['median_high']:.3g} above; rows over {w['threshold']}: "
+            f"{b['over_low']} below, {b['over_high']} above"
+            + (f" ({name} {b['over_span'][0]:.4g}-{b['over_span'][1]:.4g})" if b["over_span"] else "")
+            + f"; aim new spectra with --box {w['aim']}")
+
+
 def run_accuracy(D_true: Mapping[str, np.ndarray], emulated: Mapping[str, Mapping[str, np.ndarray]],
                  binning: PlikLiteBinning | None = None) -> dict[str, dict]:
     """dchi^2 statistics per path: ``emulated = {"encode_decode": D, "emulate": D}`` -> ``{path: summary + values}``."""
@@ -158,4 +210,7 @@ def bundle_accuracy(model_name_or_path, corpus=None, binning: PlikLiteBinning | 
     with torch.no_grad():
         dec = {k: v.numpy() for k, v in model(model.encode(D)).items()}
     emu = model.emulate(dict(zip(c.names, c.params.T)))
-    return run_accuracy(D, {"encode_decode": dec, "emulate": emu}, binning)
+    res = run_accuracy(D, {"encode_decode": dec, "emulate": emu}, binning)
+    for r in res.values():
+        r["where"] = error_by_parameter(c.params, c.names, np.asarray(r["values"]), c.box_low, c.box_high)
+    return res
