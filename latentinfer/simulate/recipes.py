@@ -151,7 +151,8 @@ def missing_corpus(cfg, config_path: str | os.PathLike | None = None) -> str | N
     n = sum(r.n_spectra for r in made)
     hours = sum(r.n_spectra * SECONDS_PER_SPECTRUM[r.model] for r in made) / 2 / 3600
     cfg_arg = config_path if config_path is not None else "CONFIG.yaml"
-    return (f"{head}: `latentinfer simulate --config {cfg_arg}` makes them ({n} CAMB spectra, about {hours:.1f} h "
+    them = "it" if len(missing) == 1 else "them"
+    return (f"{head}: `latentinfer simulate --config {cfg_arg}` makes {them} ({n} CAMB spectra, about {hours:.1f} h "
             f"on 2 cores; resumable, --backend dask to scale out)")
 
 
