@@ -241,3 +241,33 @@ def test_diverged_stage_recovers_from_its_best_parameters(corpus_slice):
     assert all(h["stage"] == 1 for h in history[1:]) and len(history) > 50
     assert torch.isfinite(p).all() and np.isfinite(best) and best < 1e-3
     np.testing.assert_allclose(float((p.detach() ** 2).sum()), best)  # the best parameters are left in place
+
+
+def test_prior_box_sets_the_bundle_priors_and_holds_the_test_rows(corpus_slice, tmp_path, capsys):
+    """``prior_box`` narrows (or sets) the bundle's default priors apart from the training box; held-out rows outside
+    it, an unknown parameter or a bad range are one-line errors (exit 2)."""
+    from latentinfer.ive.pipeline import run_training
+    from latentinfer.ive.train import prior_ranges
+
+    cfg = TrainConfig(**tiny_config(corpus_slice, max_epochs=3, prior_box={"ns": [0.935, 0.995]}))
+    prep = prepare(cfg, verbose=False)
+    lo, hi = prior_ranges(cfg, prep.train.corpus)
+    j = prep.train.corpus.names.index("ns")
+    assert (lo[j], hi[j]) == (0.935, 0.995)
+    k = prep.train.corpus.names.index("H0")
+    assert (lo[k], hi[k]) == (prep.train.corpus.box_low[k], prep.train.corpus.box_high[k])
+    assert (prep.test.corpus.box_low[j], prep.test.corpus.box_high[j]) == (0.935, 0.995)  # validation.npz's box
+    run_training(cfg, tmp_path / "m", verbose=False)
+    card = __import__("json").loads((tmp_path / "m" / "card.json").read_text())
+    assert card["priors"]["ns"] == {"uniform": [0.935, 0.995]}
+    assert card["priors"]["H0"] == {"uniform": [float(prep.train.corpus.box_low[k]), float(prep.train.corpus.box_high[k])]}
+    assert card["corpus"]["box_low"][j] == float(prep.train.corpus.box_low[j])   # the training box is kept as it is
+
+    for over, needle in (({"H0": [66.0, 69.0]}, "held-out test rows have H0 outside prior_box"),
+                         ({"fde_zc": [0.0, 0.15]}, "names 'fde_zc', not a corpus parameter"),
+                         ({"H0": [70.0, 65.0]}, "key 'prior_box'")):
+        p = tmp_path / "c.yaml"
+        p.write_text(yaml.safe_dump(tiny_config(corpus_slice, max_epochs=3, prior_box=over)))
+        assert main(["train", str(p), "--out", str(tmp_path / "x")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert needle in err and len(err.splitlines()) == 1, err

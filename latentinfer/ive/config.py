@@ -46,11 +46,15 @@ class TrainConfig:
     ``fde_zc = 0`` (:func:`latentinfer.ive.data.embed_lcdm`; CAMB's EDE at fde_zc = 0 is LCDM); never test rows.
     ``simulate``: how each corpus file made here is made (``latentinfer simulate`` arguments per file,
     :mod:`latentinfer.simulate.recipes`): ``latentinfer simulate --config`` remakes the missing ones.
+    ``prior_box``: parameter -> [low, high], the bundle's default physical priors where they are narrower than the
+    training box (the union of the corpus files' boxes), so that training rows past the prior edge keep the emulator
+    from being at its own edge there; every held-out test row must lie inside it (accuracy is measured on the prior).
     """
 
     corpus: list[str]
     lcdm_as_ede: list[str] = field(default_factory=list)
     simulate: dict = field(default_factory=dict)
+    prior_box: dict = field(default_factory=dict)
     name: str = "ive"
     description: str = ""
     latent_dim: int = 6
@@ -102,6 +106,10 @@ class TrainConfig:
         from ..simulate.recipes import check_recipes
 
         check_recipes(self.simulate, list(self.corpus) + list(self.lcdm_as_ede))
+        for name, rng in self.prior_box.items():
+            if not (isinstance(name, str) and isinstance(rng, list) and len(rng) == 2 and all(_is(x, float) for x in rng)
+                    and rng[0] < rng[1]):
+                raise ConfigError(f"train config: key 'prior_box': '{name}' must map to [low, high] with low < high, got {rng!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -23,7 +23,7 @@ from .config import TrainConfig
 from .data import ELL_MAX, ELL_MIN, SPECTRA
 from .errorcov import fit_error_cov
 from .physical import train_physical
-from .train import NoiseChi2, Prepared, Split, prepare, torch_threads, train_ive
+from .train import NoiseChi2, Prepared, Split, prepare, prior_ranges, torch_threads, train_ive
 
 __all__ = ["run_training", "decode_split", "emulate_split", "refresh_card_accuracy"]
 
@@ -120,7 +120,7 @@ def _run_training(cfg: TrainConfig, out: str | Path | None, verbose: bool) -> di
                    "box_low": c.box_low.tolist(), "box_high": c.box_high.tolist(),
                    "n_train": len(prep.train), "n_val": len(prep.val), "n_test": len(prep.test),
                    "simulator": CAMB_SETTINGS, "derived_names": c.derived_names},
-        "priors": {n: {"uniform": [float(lo), float(hi)]} for n, lo, hi in zip(c.names, c.box_low, c.box_high)},
+        "priors": {n: {"uniform": [float(lo), float(hi)]} for n, lo, hi in zip(c.names, *prior_ranges(cfg, c))},
         "training": {"config": cfg.to_dict(), "loss": "chi2 in noise units (latentinfer.ive.noise) + beta * KL",
                      "epochs": info["epochs"], "seconds": info["seconds"], "best_val_chi2": info["best_val_chi2"],
                      "physical_epochs": pinfo["epochs"], "physical_seconds": pinfo["seconds"],

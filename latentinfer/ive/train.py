@@ -81,6 +81,32 @@ def _split_rows(cfg: TrainConfig, sizes: list[int], rng: np.random.Generator) ->
     return tests, rests
 
 
+def prior_ranges(cfg: TrainConfig, c: Corpus) -> tuple[np.ndarray, np.ndarray]:
+    """The bundle's default prior ranges: the corpus box ``c`` (the union of the files' boxes), narrowed by
+    ``prior_box``."""
+    lo, hi = c.box_low.astype(np.float64).copy(), c.box_high.astype(np.float64).copy()
+    for name, (a, b) in cfg.prior_box.items():
+        j = c.names.index(name)
+        lo[j], hi[j] = a, b
+    return lo, hi
+
+
+def _check_prior_box(cfg: TrainConfig, parts: list[Corpus], tests: list[np.ndarray]) -> None:
+    """``prior_box`` names corpus parameters, and every held-out test row lies inside it."""
+    from ..errors import ConfigError, DataError
+
+    names = parts[0].names
+    for name, (a, b) in cfg.prior_box.items():
+        if name not in names:
+            raise ConfigError(f"train config: key 'prior_box' names '{name}', not a corpus parameter ({', '.join(names)})")
+        j = names.index(name)
+        for path, p, idx in zip(cfg.corpus, parts, tests):
+            x = p.params[idx, j]
+            if len(x) and ((x < a) | (x > b)).any():
+                raise DataError(f"{path}: held-out test rows have {name} outside prior_box [{a}, {b}] "
+                                f"({x.min():.6g}-{x.max():.6g}); accuracy is measured on the prior: hold out other rows")
+
+
 def prepare(cfg: TrainConfig, verbose: bool = True) -> Prepared:
     """Load the corpus files, drop failed rows, split test / validation / training rows, fit the normaliser and
     the PCA on the training rows, and build the quadratic form of the noise-weighted chi^2."""
@@ -92,7 +118,11 @@ def _prepare(cfg: TrainConfig, verbose: bool) -> Prepared:
     rng = np.random.default_rng(cfg.seed)
     parts = [load_corpus(p, verbose=verbose) for p in cfg.corpus]
     tests, rests = _split_rows(cfg, [len(p) for p in parts], rng)
-    test = concat_corpora([p.take(i) for p, i in zip(parts, tests)])
+    _check_prior_box(cfg, parts, tests)
+    # the test rows' box (validation.npz, accuracy by parameter): that of the files they come from, within prior_box
+    held = [p.take(i) for p, i in zip(parts, tests) if len(i)] or [p.take(i) for p, i in zip(parts, tests)]
+    test = concat_corpora(held)
+    test.box_low, test.box_high = prior_ranges(cfg, test)
     rest = [p.take(i) for p, i in zip(parts, rests)]
     if cfg.lcdm_as_ede:  # its own stream: the test and training rows of the EDE files do not move
         rng_embed = np.random.default_rng([cfg.seed, 1])

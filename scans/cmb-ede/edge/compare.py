@@ -1,6 +1,7 @@
 """Edge experiment: compare the direct emulators of arms A (400 spectra inside the box) and B (400 past its edge).
 
-    python scans/cmb-ede/edge/compare.py      # reads A/baseline.json, B/baseline.json; writes edge.json, prints a table
+    python scans/cmb-ede/edge/compare.py          # reads A/baseline.json, B/baseline.json; writes edge.json, prints a table
+    python scans/cmb-ede/edge/compare.py -seed1   # the arms trained with seed 1 (A-seed1, B-seed1 -> edge-seed1.json)
 
 Test rows, in the order the trainer holds them out: the 100 uniform shared rows, then the 80 rows at fde_zc
 0.135-0.15. The same rows in both arms, so the comparison is paired: Wilcoxon signed-rank test on the edge rows and a
@@ -23,8 +24,8 @@ def stats(d: np.ndarray) -> dict:
             "over_0.5": int((d > 0.5).sum())}
 
 
-def main() -> None:
-    arms = {a: np.asarray(json.loads((HERE / a / "baseline.json").read_text())["dchi2_values"]) for a in "AB"}
+def main(suffix: str = "") -> None:
+    arms = {a: np.asarray(json.loads((HERE / f"{a}{suffix}" / "baseline.json").read_text())["dchi2_values"]) for a in "AB"}
     parts = {"uniform (100 shared rows)": slice(0, 100), "edge (80 rows, fde_zc 0.135-0.15)": slice(100, 180)}
     out = {"arms": {a: {name: stats(v[s]) for name, s in parts.items()} for a, v in arms.items()}}
     rng = np.random.default_rng(0)
@@ -36,7 +37,7 @@ def main() -> None:
             "median_ratio_B_over_A": float(np.median(b) / np.median(a)),
             "ratio_ci68": [float(x) for x in np.percentile(ratio, [16, 84])],
             "wilcoxon_p": float(wilcoxon(a, b).pvalue), "B_better_rows": int((b < a).sum())}
-    (HERE / "edge.json").write_text(json.dumps(out, indent=1))
+    (HERE / f"edge{suffix}.json").write_text(json.dumps(out, indent=1))
     print(f"{'test rows':36s} {'arm':3s} {'median':>7s} {'p90':>7s} {'max':>7s} {'>0.5':>5s}")
     for name in parts:
         for a in "AB":
@@ -48,4 +49,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(sys.argv[1] if len(sys.argv) > 1 else "")
