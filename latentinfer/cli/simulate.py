@@ -30,8 +30,6 @@ def register(sub) -> None:
 
 
 def _simulate(args) -> int:
-    from tqdm.auto import tqdm
-
     from ..errors import ConfigError
     from ..simulate import parse_box, parse_rows, simulate
 
@@ -46,24 +44,30 @@ def _simulate(args) -> int:
     box = parse_box(args.box, args.model)
     rows = parse_rows(args.rows, args.n)
     n_chunks = -(-(args.n if rows is None else len(rows)) // args.chunk)
-    with tqdm(total=n_chunks, desc="CAMB chunks", unit="chunk") as bar:
-        def progress(done, total):
-            bar.n = done
-            bar.refresh()
-
-        path = simulate(args.model, args.n, args.seed, args.out, box=box, chunk=args.chunk, workers=args.workers,
-                        backend=args.backend, scheduler=args.scheduler, rows=rows, progress=progress)
-    import numpy as np
-
-    with np.load(path) as f:
-        ok = f["ok"]
-    print(f"wrote {path}: {int(ok.sum())} of {len(ok)} spectra ok")
+    _run_with_bar(lambda progress: simulate(args.model, args.n, args.seed, args.out, box=box, chunk=args.chunk,
+                                            workers=args.workers, backend=args.backend, scheduler=args.scheduler,
+                                            rows=rows, progress=progress),
+                  n_chunks, 0, "CAMB chunks")
     return 0
 
 
-def _from_config(args) -> int:
+def _run_with_bar(run, total: int, initial: int, desc: str) -> None:
+    """``run(progress)`` under a chunk progress bar, then one line: the file written and how many spectra are ok."""
+    import numpy as np
     from tqdm.auto import tqdm
 
+    with tqdm(total=total, initial=initial, desc=desc, unit="chunk") as bar:
+        def progress(done, _total):
+            bar.n = done
+            bar.refresh()
+
+        path = run(progress)
+    with np.load(path) as f:
+        ok = f["ok"]
+    print(f"wrote {path}: {int(ok.sum())} of {len(ok)} spectra ok")
+
+
+def _from_config(args) -> int:
     from ..errors import ConfigError
     from ..execution import default_workers
     from ..ive.config import load_train_config
@@ -77,8 +81,7 @@ def _from_config(args) -> int:
     if not recipes:
         raise ConfigError(f"{args.config}: no simulate: block (corpus file -> simulate arguments) to make corpus files from")
     workers = args.workers or default_workers()
-    table, _ = plan_table(recipes, workers)
-    print(table)
+    print(plan_table(recipes, workers))
     if args.plan:
         return 0
     for r in recipes:
@@ -86,16 +89,8 @@ def _from_config(args) -> int:
         if present:
             continue
         print(r.command())
-        with tqdm(total=total, initial=done, desc=f"CAMB chunks {r.out.name}", unit="chunk") as bar:
-            def progress(d, t, bar=bar):
-                bar.n = d
-                bar.refresh()
-
-            path = r.run(workers=args.workers, backend=args.backend, scheduler=args.scheduler, progress=progress)
-        import numpy as np
-
-        with np.load(path) as f:
-            ok = f["ok"]
-        print(f"wrote {path}: {int(ok.sum())} of {len(ok)} spectra ok")
+        _run_with_bar(lambda progress, r=r: r.run(workers=args.workers, backend=args.backend, scheduler=args.scheduler,
+                                                  progress=progress),
+                      total, done, f"CAMB chunks {r.out.name}")
     print("every corpus file of the config is present")
     return 0

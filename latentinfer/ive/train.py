@@ -120,8 +120,8 @@ def _prepare(cfg: TrainConfig, verbose: bool) -> Prepared:
     tests, rests = _split_rows(cfg, [len(p) for p in parts], rng)
     _check_prior_box(cfg, parts, tests)
     # the test rows' box (validation.npz, accuracy by parameter): that of the files they come from, within prior_box
-    held = [p.take(i) for p, i in zip(parts, tests) if len(i)] or [p.take(i) for p, i in zip(parts, tests)]
-    test = concat_corpora(held)
+    held = [(p, i) for p, i in zip(parts, tests) if len(i)] or list(zip(parts, tests))
+    test = concat_corpora([p.take(i) for p, i in held])
     test.box_low, test.box_high = prior_ranges(cfg, test)
     rest = [p.take(i) for p, i in zip(parts, rests)]
     if cfg.lcdm_as_ede:  # its own stream: the test and training rows of the EDE files do not move

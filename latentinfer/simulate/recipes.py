@@ -73,7 +73,10 @@ class Recipe:
 
         keys = self.chunk_keys()
         ck = self.out / "chunks"
-        done = sum(TaskCheckpoint(ck).has(k) for k in keys) if ck.is_dir() else 0
+        done = 0
+        if ck.is_dir():
+            store = TaskCheckpoint(ck)
+            done = sum(store.has(k) for k in keys)
         return Path(self.path).is_file(), done, len(keys)
 
     def command(self) -> str:
@@ -156,7 +159,7 @@ def missing_corpus(cfg, config_path: str | os.PathLike | None = None) -> str | N
             f"on 2 cores; resumable, --backend dask to scale out)")
 
 
-def plan_table(recipes: list[Recipe], workers: int) -> tuple[str, float]:
+def plan_table(recipes: list[Recipe], workers: int) -> str:
     """A text table of the recipes with what is done, and the CAMB hours left on ``workers`` processes."""
     lines = [f"{'file':<44} {'design':<46} {'spectra':>7} {'done':>11} {'left (h)':>8}"]
     left_h = 0.0
@@ -169,4 +172,4 @@ def plan_table(recipes: list[Recipe], workers: int) -> tuple[str, float]:
         state = "present" if present else f"{done}/{total} chunks"
         lines.append(f"{r.path:<44} {design:<46} {r.n_spectra:>7} {state:>11} {h:>8.1f}")
     lines.append(f"CAMB time left on {workers} worker(s): about {left_h:.1f} h")
-    return "\n".join(lines), left_h
+    return "\n".join(lines)
