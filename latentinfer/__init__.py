@@ -5,17 +5,33 @@ The pipeline, one station per module::
     simulate (CAMB) -> ive (train, interpret, bundle) -> forward (ForwardModel) -> likelihoods
     -> analysis (one Pyro program) -> inference (NUTS, emcee, VI, SBI) -> posterior (arviz)
     -> evidence / coverage / tension -> report
+
+The public names below are imported on first use (a module ``__getattr__``, as scipy and sbi do), so that
+``import latentinfer`` and the quick CLI commands (``--help``, ``models``, ``likelihoods``) do not pay for
+torch, pyro and arviz. ``latentinfer.Analysis`` and ``from latentinfer import Analysis`` work as before; so
+does ``latentinfer.<submodule>`` without importing the submodule first.
 """
 
-from .analysis import Analysis
-from .bundle import load_model, save_bundle
-from .errors import LatentInferError
-from .forward import ForwardModel
-from .likelihoods import GaussianLikelihood, Likelihood, Nuisance, load_likelihood
-from .posterior import Posterior
-from . import tension  # callable module: latentinfer.tension(post_a, post_b, joint=None)
+from __future__ import annotations
+
+import importlib
+import importlib.util
 
 __version__ = "0.1.0"
+
+# public name -> submodule that defines it (imported on first access)
+_LAZY = {
+    "Analysis": "analysis",
+    "ForwardModel": "forward",
+    "GaussianLikelihood": "likelihoods",
+    "LatentInferError": "errors",
+    "Likelihood": "likelihoods",
+    "Nuisance": "likelihoods",
+    "Posterior": "posterior",
+    "load_likelihood": "likelihoods",
+    "load_model": "bundle",
+    "save_bundle": "bundle",
+}
 
 __all__ = [
     "Analysis",
@@ -28,6 +44,21 @@ __all__ = [
     "load_likelihood",
     "load_model",
     "save_bundle",
-    "tension",
+    "tension",  # callable module: latentinfer.tension(post_a, post_b, joint=None)
     "__version__",
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        value = importlib.import_module(f".{name}", __name__)  # a submodule, e.g. latentinfer.tension
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -9,7 +9,8 @@
      "sha256": "<hex digest of the weights file>"}
 
 Weights are only ever read from safetensors (never pickle), after their sha256 is checked against the card,
-and no path in a card may point outside its bundle folder.
+and no path in a card may point outside its bundle folder. Reading and checking a card needs no torch: that
+part lives in :mod:`latentinfer.card` (re-exported here), so that ``latentinfer models`` answers at once.
 """
 
 from __future__ import annotations
@@ -23,15 +24,14 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from .errors import BundleError, LatentInferError
+from .card import FORMAT, _one_line, _short, bundle_file, list_models, read_card  # torch-free; re-exported here
+from .errors import BundleError
 from .forward import ForwardModel
 from .io import atomic_write_text, sha256_file
-from .paths import available, resolve
-from .priors import check_spec
+from .paths import resolve
 
 __all__ = ["load_model", "save_bundle", "register_architecture", "list_models", "read_card", "bundle_file", "FORMAT"]
 
-FORMAT = "latentinfer-bundle/1"
 _ARCH: dict[str, Callable[[dict, dict[str, torch.Tensor], dict], ForwardModel]] = {}
 
 
@@ -43,69 +43,6 @@ def register_architecture(kind: str):
         return fn
 
     return deco
-
-
-def bundle_file(folder: Path, rel: str, key: str) -> Path:
-    """``folder / rel``, refusing anything that resolves outside the bundle folder."""
-    if not isinstance(rel, str) or not rel or "\0" in rel:
-        raise BundleError(f"{folder / 'card.json'}: key '{key}' must be a file name")
-    try:
-        p = (folder / rel).resolve()  # follows symlinks: a link inside the bundle to a file outside is refused
-    except (OSError, RuntimeError) as exc:
-        raise BundleError(f"{folder / 'card.json'}: key '{key}' is not a usable path ({_one_line(exc)})") from None
-    if not p.is_relative_to(folder.resolve()):
-        raise BundleError(f"{folder / 'card.json'}: key '{key}' points outside the bundle ({rel})")
-    return p
-
-
-def read_card(folder: Path) -> dict:
-    path = folder / "card.json"
-    if not path.is_file():
-        raise BundleError(f"model bundle {folder} has no card.json")
-    try:
-        card = json.loads(path.read_text())
-    except (ValueError, RecursionError, OSError) as exc:  # bad JSON or UTF-8, absurd nesting or numbers
-        raise BundleError(f"{path}: not valid JSON ({_one_line(exc)})") from None
-    if not isinstance(card, dict):
-        raise BundleError(f"{path}: a card must be a JSON object")
-    for key in ("format", "architecture", "latent_names", "weights", "sha256"):
-        if key not in card:
-            raise BundleError(f"{path}: missing key '{key}'")
-    if card["format"] != FORMAT:
-        raise BundleError(f"{path}: unsupported format {_short(card['format'])} (expected {FORMAT})")
-    if not isinstance(card["architecture"], dict) or not isinstance(card["architecture"].get("type"), str):
-        raise BundleError(f"{path}: key 'architecture' must be an object with a string 'type'")
-    names = card["latent_names"]
-    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
-        raise BundleError(f"{path}: key 'latent_names' must be a list of distinct non-empty names, got {_short(names)}")
-    if not isinstance(card["weights"], str):
-        raise BundleError(f"{path}: key 'weights' must be a file name, got {_short(card['weights'])}")
-    sha = card["sha256"]
-    if not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
-        raise BundleError(f"{path}: key 'sha256' must be 64 lower-case hex digits, got {_short(sha)}")
-    for key in ("priors", "units"):
-        if card.get(key) is not None and not isinstance(card[key], dict):
-            raise BundleError(f"{path}: key '{key}' must be an object, got {_short(card[key])}")
-    corpus = card.get("corpus") if isinstance(card.get("corpus"), dict) else {}
-    physical = corpus.get("names") if isinstance(corpus.get("names"), list) else []
-    for name, spec in (card.get("priors") or {}).items():
-        if name not in names and name not in physical:
-            raise BundleError(f"{path}: key 'priors' names '{name}', which is neither a latent name nor a corpus parameter")
-        try:
-            check_spec(spec, name)
-        except LatentInferError as exc:
-            raise BundleError(f"{path}: {exc}") from None
-    return card
-
-
-def _one_line(exc: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _short(x) -> str:
-    text = " ".join(repr(x).split())
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def load_model(name_or_path: str | os.PathLike) -> ForwardModel:
@@ -152,17 +89,6 @@ def save_bundle(folder: str | os.PathLike, card: Mapping[str, Any], state_dict: 
         atomic_write_text(bundle_file(folder, name, name), text)
     atomic_write_text(folder / "card.json", json.dumps(full, indent=2) + "\n")
     return folder
-
-
-def list_models() -> dict[str, str]:
-    """``{name: one-line description}`` of the bundles on the search path."""
-    out = {}
-    for name, folder in available("models").items():
-        try:
-            out[name] = str(read_card(folder).get("description", ""))
-        except BundleError as exc:
-            out[name] = f"(unreadable: {exc})"
-    return out
 
 
 # -- built-in architectures ------------------------------------------------------------------------------------

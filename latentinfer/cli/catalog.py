@@ -1,4 +1,9 @@
-"""``latentinfer models`` and ``latentinfer likelihoods``: what is installed."""
+"""``latentinfer models`` and ``latentinfer likelihoods``: what is installed.
+
+Both read only the bundles' ``card.json`` and the likelihood folders' ``likelihood.yaml``, without torch, pyro or
+arviz, so they answer at once. The lists are the same as :func:`latentinfer.bundle.list_models` and
+:func:`latentinfer.likelihoods.list_likelihoods` (a test compares them).
+"""
 
 from __future__ import annotations
 
@@ -17,14 +22,32 @@ def _print_table(rows: dict[str, str]) -> None:
 
 
 def _models(args) -> int:
-    from ..bundle import list_models
+    from ..card import list_models  # torch-free half of latentinfer.bundle
 
     _print_table(list_models())
     return 0
 
 
 def _likelihoods(args) -> int:
-    from ..likelihoods import list_likelihoods
-
     _print_table(list_likelihoods())
     return 0
+
+
+def list_likelihoods() -> dict[str, str]:
+    """``{name: first line of its description}`` of the likelihood folders on the search path, as
+    :func:`latentinfer.likelihoods.list_likelihoods` gives it, without importing the likelihood package (whose
+    ``__init__`` loads torch): a folder whose spec is missing or unreadable, or has no description, gets ``""``."""
+    import yaml
+
+    from ..paths import available
+
+    out = {}
+    for name, folder in available("likelihoods").items():
+        path = folder / "likelihood.yaml"
+        try:
+            spec = yaml.safe_load(path.read_text()) if path.is_file() else None
+        except (yaml.YAMLError, UnicodeDecodeError, RecursionError, OSError):
+            spec = None
+        lines = str(spec.get("description", "")).strip().splitlines() if isinstance(spec, dict) else []
+        out[name] = lines[0] if lines else ""
+    return out

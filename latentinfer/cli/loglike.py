@@ -11,10 +11,7 @@ from __future__ import annotations
 import json
 import math
 
-import yaml
-
 from ..errors import ConfigError
-from ..priors import centre
 
 __all__ = ["register", "evaluate"]
 
@@ -44,6 +41,7 @@ def evaluate(name: str, theory_path: str, nuisance: dict[str, float] | None = No
 
     from ..likelihoods import load_likelihood
     from ..likelihoods.theory import read_theory_file, to_tensors
+    from ..priors import centre  # pyro and torch: imported when a likelihood is evaluated, not by `--help`
 
     lik = load_likelihood(name, **(options or {}))
     theory = read_theory_file(theory_path)
@@ -75,6 +73,8 @@ def _loglike(args) -> int:
             raise ConfigError(f"--set {key}: value {val!r} is not a number") from None
         if not math.isfinite(nuis[key]):
             raise ConfigError(f"--set {key}: value {val!r} is not finite")
+    import yaml
+
     options = {}
     for key, val in _pairs(args.option, "--option").items():
         try:
