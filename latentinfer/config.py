@@ -56,6 +56,7 @@ INFERENCE_DEFAULTS: dict[str, tuple[Any, type | tuple[type, ...]]] = {
     "rounds": (1, int),
     "embedding": (None, (str, type(None))),
     "ensemble": (1, int),
+    "precision": ("float64", str),
 }
 
 _TOP: dict[str, tuple[Any, type | tuple[type, ...]]] = {
@@ -142,12 +143,22 @@ def validate_config(raw: Any, source: str = "config") -> dict:
 
     inf_where = f"{source}: inference"
     check_keys(cfg["inference"], set(INFERENCE_DEFAULTS), inf_where)
-    inf = {k: require(cfg["inference"], k, typ, inf_where, default) for k, (default, typ) in INFERENCE_DEFAULTS.items()}
-    from .inference import available_methods
+    from .inference import available_methods, get_method
 
-    _choice(inf["method"], available_methods(), "method", inf_where)
+    method = require(cfg["inference"], "method", str, inf_where, INFERENCE_DEFAULTS["method"][0])
+    _choice(method, available_methods(), "method", inf_where)
+    meth = get_method(method)
+    # a setting of another method, set to something other than its default, is a mistake (a resolved config, as
+    # written into run folders, lists every key at its default and stays valid)
+    foreign = [k for k, v in cfg["inference"].items()
+               if k != "method" and k not in meth.settings and v != INFERENCE_DEFAULTS[k][0]]
+    if foreign:
+        raise ConfigError(f"{inf_where}: key '{foreign[0]}' is not a setting of method '{method}' "
+                          f"(its settings: {', '.join(meth.settings)})")
+    inf = {k: require(cfg["inference"], k, typ, inf_where, meth.default(k)) for k, (_, typ) in INFERENCE_DEFAULTS.items()}
     _choice(inf["guide"], ("normal", "multivariate_normal", "flow"), "guide", inf_where)
     _choice(inf["init"], ("laplace", "prior"), "init", inf_where)
+    _choice(inf["precision"], ("float64", "float32"), "precision", inf_where)
     if inf["embedding"] is not None:
         from .amortized.posterior import EMBEDDINGS
 
@@ -155,6 +166,8 @@ def validate_config(raw: Any, source: str = "config") -> dict:
     for key in ("chains", "draws", "walkers", "steps", "num_samples", "thin", "rounds", "ensemble"):
         if inf[key] < 1:
             raise ConfigError(f"{inf_where}: key '{key}' must be >= 1, got {inf[key]}")
+    if method == "chees" and inf["chains"] < 2:
+        raise ConfigError(f"{inf_where}: key 'chains' must be >= 2 for method chees (chains adapt together), got {inf['chains']}")
     if inf["num_simulations"] < 50:
         raise ConfigError(f"{inf_where}: key 'num_simulations' must be >= 50, got {inf['num_simulations']}")
     for key in ("warmup", "seed"):

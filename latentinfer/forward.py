@@ -107,6 +107,22 @@ class ForwardModel(torch.nn.Module):
             return dict(out)
         return {self.output_name: out}
 
+    def truncated(self, lengths: Mapping[str, int] | None) -> torch.nn.Module:
+        """A module ``z (..., d) -> {name: (..., n)}`` computing only the outputs in ``lengths`` and only their first
+        ``n`` values (the same numbers as slicing :meth:`forward`, up to float rounding); ``None``: everything.
+
+        Where the wrapped module offers ``truncated(lengths)`` (the IVE decoder does), or is a ``Sequential`` whose
+        last stage does (a physical map followed by the decoder), that is used; otherwise the full model runs.
+        """
+        if lengths is None:
+            return _Outputs(self)
+        mod = self.module
+        if hasattr(mod, "truncated"):
+            return mod.truncated(lengths)
+        if isinstance(mod, torch.nn.Sequential) and len(mod) and hasattr(mod[-1], "truncated"):
+            return torch.nn.Sequential(*list(mod)[:-1], mod[-1].truncated(lengths))
+        return _Outputs(self)
+
     def output_sizes(self, dtype: torch.dtype = torch.float64) -> dict[str, int]:
         """Length of each output vector, found by one evaluation at zero."""
         param = next(iter(self.parameters()), None)
@@ -115,3 +131,14 @@ class ForwardModel(torch.nn.Module):
         with torch.no_grad():
             out = self(torch.zeros(self.dim, dtype=dtype))
         return {k: int(v.shape[-1]) for k, v in out.items()}
+
+
+class _Outputs(torch.nn.Module):
+    """A forward model's full outputs as a module (the fallback of :meth:`ForwardModel.truncated`)."""
+
+    def __init__(self, fm: ForwardModel):
+        super().__init__()
+        self.fm = fm
+
+    def forward(self, z):
+        return self.fm(z)

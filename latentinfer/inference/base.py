@@ -32,6 +32,14 @@ class InferenceMethod:
 
     name: ClassVar[str] = ""
     settings: ClassVar[tuple[str, ...]] = ()
+    #: This method's own defaults where they differ from :data:`latentinfer.config.INFERENCE_DEFAULTS`.
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    @classmethod
+    def default(cls, key: str):
+        from ..config import INFERENCE_DEFAULTS
+
+        return cls.defaults.get(key, INFERENCE_DEFAULTS[key][0])
 
     #: Backend keyword arguments of :func:`latentinfer.execution.map_tasks` (``backend``, ``scheduler``,
     #: ``cluster``, ``checkpoint_dir``) for methods that map independent tasks (chains) onto workers.
@@ -40,12 +48,10 @@ class InferenceMethod:
     def run(self, analysis, *, execution: Mapping[str, Any] | None = None, **settings) -> Posterior:
         """Run the method with ``settings`` (defaults from the config's inference block); ``execution`` says
         where independent tasks go and where they are checkpointed (see :func:`~latentinfer.execution.backend_from`)."""
-        from ..config import INFERENCE_DEFAULTS
-
         unknown = set(settings) - set(self.settings) - {"method"}
         if unknown:
             raise ConfigError(f"inference method '{self.name}': unknown settings {sorted(unknown)} (allowed: {', '.join(self.settings)})")
-        full = {k: settings.get(k, INFERENCE_DEFAULTS[k][0]) for k in self.settings}
+        full = {k: settings.get(k, self.default(k)) for k in self.settings}
         self.execution = dict(execution or {})
         t0 = time.perf_counter()
         post = self._run(analysis, **full)
@@ -79,10 +85,13 @@ def build_posterior(
     settings: Mapping[str, Any],
     sample_stats: Mapping[str, np.ndarray] | None = None,
     extra_attrs: Mapping[str, Any] | None = None,
+    log_density=None,
 ) -> Posterior:
     """Attach log-likelihoods (one variable per likelihood), observed data and provenance to ``samples``.
 
     ``samples`` maps every parameter of ``analysis`` to an array ``(chain, draw)`` in constrained space.
+    ``log_density``: a float64 :class:`~latentinfer.program.LogDensity` of ``analysis`` to evaluate them with (the
+    same numbers to float rounding, without a Pyro trace); default: the Pyro program.
     """
     names = analysis.parameter_names
     shape = np.asarray(samples[names[0]]).shape
@@ -91,6 +100,13 @@ def build_posterior(
     with torch.no_grad():
         for start in range(0, flat[names[0]].shape[0], 4096):
             chunk = {n: v[start : start + 4096] for n, v in flat.items()}
+            if log_density is not None:
+                xs = [chunk[n] for n in log_density.names]
+                parts = log_density.log_likelihood(xs, xs[0].shape)
+                for k, v in parts.items():
+                    loglik.setdefault(k, []).append(v.to(analysis.dtype).expand(chunk[names[0]].shape))
+                lp.append((log_density.log_prior(xs) + sum(v.to(analysis.dtype) for v in parts.values())).expand(chunk[names[0]].shape))
+                continue
             for k, v in analysis.log_likelihoods(chunk).items():
                 loglik.setdefault(k, []).append(v.expand(chunk[names[0]].shape))
             lp.append(analysis.log_joint(chunk).expand(chunk[names[0]].shape))

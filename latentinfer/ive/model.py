@@ -20,7 +20,7 @@ import torch
 
 from .data import SPECTRA, Normaliser
 
-__all__ = ["mlp", "PCAExpansion", "Encoder", "Decoder", "IVE", "fit_pca"]
+__all__ = ["mlp", "PCAExpansion", "Encoder", "Decoder", "TruncatedDecoder", "IVE", "fit_pca"]
 
 _ACT = {"tanh": torch.nn.Tanh, "silu": torch.nn.SiLU, "gelu": torch.nn.GELU, "relu": torch.nn.ReLU}
 
@@ -117,6 +117,73 @@ class Decoder(torch.nn.Module):
     def forward(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
         z = z.to(self.z_mix.dtype)
         return self.normaliser.decode(self.standardised(z))
+
+
+    def truncated(self, lengths) -> "TruncatedDecoder":
+        """The same decoder computing only ``{S: n}``: spectrum ``S`` at its first ``n`` multipoles (ell = 2..n+1).
+
+        Same numbers as ``forward(z)[S][..., :n]`` up to float rounding: the PCA expansion, the normaliser's scale
+        and reference are folded into one matrix per spectrum and cut to ``n`` columns; spectra not asked for
+        (e.g. PP for a temperature-polarisation likelihood) are not computed at all.
+        """
+        return TruncatedDecoder(self, lengths)
+
+
+class TruncatedDecoder(torch.nn.Module):
+    """A :class:`Decoder` restricted to leading multipoles of some spectra (see :meth:`Decoder.truncated`)."""
+
+    def __init__(self, decoder: Decoder, lengths):
+        super().__init__()
+        n_full = int(decoder.expansion.comp_TT.shape[1])
+        lengths = {str(s): int(n) for s, n in dict(lengths).items()}
+        for s, n in lengths.items():
+            if s not in SPECTRA:
+                raise ValueError(f"truncated decoder: unknown spectrum '{s}' (outputs: {', '.join(SPECTRA)})")
+            if not 1 <= n <= n_full:
+                raise ValueError(f"truncated decoder: spectrum '{s}' needs 1..{n_full} values, got {n}")
+        internal = dict(lengths)
+        if "TE" in lengths:  # TE = r sqrt(TT EE): TT and EE are needed as far as TE
+            for s in ("TT", "EE"):
+                internal[s] = max(internal.get(s, 0), lengths["TE"])
+        self.outputs = dict(lengths)
+        self.internal = internal
+        self.net = decoder.net
+        self.k = decoder.expansion.k
+        self.register_buffer("z_shift", decoder.z_shift.detach().clone())
+        self.register_buffer("z_mix", decoder.z_mix.detach().clone())
+        ex, norm = decoder.expansion, decoder.normaliser
+        for s, n in internal.items():
+            std = getattr(ex, f"std_{s}").double()
+            comp = getattr(ex, f"comp_{s}").double()[:, :n]
+            mean = getattr(ex, f"mean_{s}").double()[:n]
+            scale, ref = norm.scale(s).double()[:n], norm.ref(s).double()[:n]
+            # t = ((c * std) @ comp + mean) * scale + ref = c @ W + b
+            self.register_buffer(f"W_{s}", (std[:, None] * comp * scale[None, :]).contiguous())
+            self.register_buffer(f"b_{s}", (mean * scale + ref).contiguous())
+        self.order = [s for s in SPECTRA if s in internal]
+
+    def forward(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        z = z.to(self.z_mix.dtype)
+        c = self.net(z @ self.z_mix.T + self.z_shift)
+        t = {}
+        for i, s in enumerate(SPECTRA):
+            if s in self.internal:
+                t[s] = c[..., i * self.k : (i + 1) * self.k] @ getattr(self, f"W_{s}") + getattr(self, f"b_{s}")
+        out = {}
+        if "TT" in self.outputs or "TE" in self.outputs:
+            TT = torch.exp(t["TT"])
+        if "EE" in self.outputs or "TE" in self.outputs:
+            EE = torch.exp(t["EE"])
+        if "TT" in self.outputs:
+            out["TT"] = TT[..., : self.outputs["TT"]]
+        if "TE" in self.outputs:
+            n = self.outputs["TE"]
+            out["TE"] = t["TE"] * torch.sqrt(TT[..., :n] * EE[..., :n])
+        if "EE" in self.outputs:
+            out["EE"] = EE[..., : self.outputs["EE"]]
+        if "PP" in self.outputs:
+            out["PP"] = torch.exp(t["PP"])
+        return out
 
 
 class IVE(torch.nn.Module):

@@ -199,6 +199,17 @@ class BandpowerLikelihood(Likelihood):
             if field not in theory:
                 raise LatentInferError(f"likelihood '{self.name}' needs theory spectrum '{field}' (given: {sorted(theory)})")
         self.check_theory({k: theory[k].shape[-1] for k in self.requires})
+        return self._predict_unchecked(theory, nuisance)
+
+    @property
+    def theory_lengths(self) -> dict[str, int]:
+        """``{field: n}``: the blocks read ``theory[field][..., :n]`` only (ell = 2 .. n + 1)."""
+        out: dict[str, int] = {}
+        for b in self.blocks:
+            out[b.field] = max(out.get(b.field, 0), b.stop)
+        return out
+
+    def _predict_unchecked(self, theory, nuisance):
         parts = [b(theory[b.field], nuisance) for b in self.blocks]
         if len(parts) == 1:
             return parts[0]

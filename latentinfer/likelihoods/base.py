@@ -176,6 +176,47 @@ class Likelihood(torch.nn.Module):
         w = torch.linalg.solve_triangular(L, r.reshape(-1, r.shape[-1]).T, upper=False)
         return (w**2).sum(0).reshape(r.shape[:-1])
 
+    # -- the fast path of batched samplers (see latentinfer.program.density) -----------------------------------
+    @property
+    def theory_lengths(self) -> dict[str, int] | None:
+        """How many leading values of each required output :meth:`predict` reads (``{output: n}``), or None when
+        it reads them whole. A forward model may then compute only those (exactly the same numbers)."""
+        return None
+
+    @property
+    def fixed_gaussian(self) -> bool:
+        """True when the sampling distribution is the default Gaussian with the fixed covariance :attr:`cov`
+        (a subclass that overrides :meth:`distribution` or :meth:`log_prob` is not)."""
+        cls = type(self)
+        return cls.distribution is Likelihood.distribution and cls.log_prob is Likelihood.log_prob
+
+    def _predict_unchecked(self, theory, nuisance) -> torch.Tensor:
+        """:meth:`predict` without per-call input checks (the fast path checks once, at set-up)."""
+        return self.predict(theory, nuisance)
+
+    def whitener(self, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """``W = L^-1`` (lower triangular, ``C = L L^T``), so that ``chi2 = |W r|^2``; cached per dtype."""
+        cache = self.__dict__.setdefault("_whiteners", {})
+        key = (dtype, self.scale_tril.data_ptr(), tuple(self.scale_tril.shape))
+        if key not in cache:
+            n = self.scale_tril.shape[0]
+            eye = torch.eye(n, dtype=torch.float64)
+            W = torch.linalg.solve_triangular(self.scale_tril.to(torch.float64), eye, upper=False)
+            cache.clear()
+            cache[key] = W.to(dtype).contiguous()
+        return cache[key]
+
+    def fast_log_prob(self, theory, nuisance, data: torch.Tensor | None = None) -> torch.Tensor:
+        """Same as :meth:`log_prob` for a :attr:`fixed_gaussian` likelihood, without building a distribution:
+        ``-chi2/2 + log_normalisation``, with ``chi2 = |L^-1 (data - predict)|^2`` as one matrix product.
+        ``data`` may carry batch dimensions ``(..., n_data)`` (one data set per chain)."""
+        d = self.data if data is None else data
+        mean = self._predict_unchecked(theory, nuisance)
+        W = self.whitener(mean.dtype)
+        r = d.to(mean.dtype) - mean
+        w = r @ W.T
+        return -0.5 * (w * w).sum(-1) + self.log_normalisation()
+
     def log_normalisation(self) -> float:
         """``-0.5 log det(2 pi C)``: the constant that separates :meth:`log_prob` from ``-chi2 / 2``."""
         return float(-0.5 * self.n_data * math.log(2 * math.pi) - torch.log(torch.diagonal(self.scale_tril)).sum())

@@ -1,0 +1,518 @@
+"""ChEES-HMC: many chains in lockstep, one batched log-density call per leapfrog step (method ``chees``).
+
+Hoffman, Radul & Sountsov (2021), "An adaptive MCMC scheme for setting trajectory lengths in Hamiltonian Monte Carlo"
+(AISTATS). All chains share a step size, a dense metric and a trajectory length, adapted from all chains at once:
+
+- **Start where the posterior is.** Each group's chains start at draws from its Laplace approximation (MAP and inverse
+  Hessian in the unconstrained space, :func:`batched_laplace`), whose covariance is the metric from the first step.
+- **Step size**: dual averaging (Hoffman & Gelman 2014) of the chains' mean acceptance probability to ``target_accept``.
+- **Trajectory length** ``T``: Adam ascent on ``log T`` of the ChEES criterion (the change of the squared distance from
+  the chains' centre, weighted by acceptance), with Halton-jittered lengths ``t = h_i T``, ``h_i`` in (0, 1).
+- **Metric**: re-estimated from the pooled draws of all chains at the end of every window (``WINDOW`` iterations),
+  shrunk towards the previous one.
+- **Warmup stops when adapted**, not after a fixed count: after a window in which the metric changed by less than
+  ``METRIC_TOL`` (largest |log eigenvalue| of new against old), the dual-averaged step size and the trajectory length
+  by less than ``STEP_TOL`` and ``LENGTH_TOL`` in log, and the window's split R-hat is below ``RHAT_TOL`` on every
+  parameter; ``warmup`` is the most it may take.
+
+Groups: the chains form ``G`` independent groups of ``K`` (``(G, K, n)``), each group with its own target (one data
+set per group in a coverage study: ``data={likelihood: (G, n_data)}``) and its own step size, metric and length;
+groups whose trajectory is shorter are masked while the longest one finishes. One posterior is ``G = 1``.
+
+Sample stats per draw: ``diverging`` (energy error > 1000 or not finite), ``acceptance_rate``, ``step_size``,
+``n_steps`` (leapfrog steps, the counterpart of NUTS' tree size), ``energy``. Checkpoints (npz, no pickle) after
+warmup and every ``$LATENTINFER_CHECKPOINT_SECONDS`` of sampling; a resumed run draws the same numbers.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, LatentInferError
+from ..io import atomic_write_bytes
+from .base import InferenceMethod, build_posterior, register_method
+
+__all__ = ["ChEESMethod", "batched_laplace", "run_chees", "WINDOW"]
+
+WINDOW = 25
+METRIC_TOL = 0.35
+STEP_TOL = 0.15
+LENGTH_TOL = 0.25
+RHAT_TOL = 1.1
+MAX_STEPS = 256
+_STATE_VERSION = 1
+
+
+def _halton(i: int, base: int = 2) -> float:
+    """The ``i``-th (1-based) van der Corput number in (0, 1)."""
+    f, r = 1.0, 0.0
+    while i > 0:
+        f /= base
+        r += f * (i % base)
+        i //= base
+    return r
+
+
+def batched_laplace(log_density, u0: torch.Tensor, *, steps: int = 200) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """MAP and Laplace covariance of ``G`` independent targets at once.
+
+    ``log_density(u (G, n)) -> lp (G,)`` differentiable (e.g. a :class:`~latentinfer.program.LogDensity`); ``u0 (G, n)``
+    starting points. The targets are independent,
+    so the sum of their negative log densities is separable: one L-BFGS run minimises all, and ``n`` gradient passes
+    of ``sum_g d lp_g / d u_j`` give every group's Hessian (block diagonal). Returns ``(u_map (G, n), cov (G, n, n),
+    ok (G,))``; ``ok`` is False where the Hessian is not positive definite or the MAP not finite (their ``cov`` is
+    the identity).
+    """
+    u = u0.detach().clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([u], max_iter=steps, line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=1e-12)
+
+    def closure():
+        opt.zero_grad()
+        lp, g = log_density.value_and_grad(u.detach())
+        lp = torch.where(torch.isfinite(lp), lp, torch.full_like(lp, -1e30))
+        u.grad = torch.where(torch.isfinite(g), -g, torch.zeros_like(g))
+        return -lp.sum()
+
+    opt.step(closure)
+    u_map = u.detach()
+    G, n = u_map.shape
+    H = torch.empty(G, n, n, dtype=u_map.dtype)
+    x = u_map.clone().requires_grad_(True)
+    with torch.enable_grad():
+        lp = log_density(x)
+        (g,) = torch.autograd.grad(lp.sum(), x, create_graph=True)
+        for j in range(n):
+            (h,) = torch.autograd.grad(g[:, j].sum(), x, retain_graph=j < n - 1)
+            H[:, j, :] = -h
+    H = 0.5 * (H + H.transpose(-1, -2))
+    evals, evecs = torch.linalg.eigh(H)
+    ok = (evals > 0).all(-1) & torch.isfinite(u_map).all(-1) & torch.isfinite(evals).all(-1)
+    safe = torch.where(ok[:, None], evals, torch.ones_like(evals))
+    cov = (evecs / safe[:, None, :]) @ evecs.transpose(-1, -2)
+    eye = torch.eye(n, dtype=u_map.dtype).expand(G, n, n)
+    cov = torch.where(ok[:, None, None], cov, eye)
+    return u_map, 0.5 * (cov + cov.transpose(-1, -2)), ok
+
+
+def _split_rhat(draws: np.ndarray) -> np.ndarray:
+    """Split R-hat (Gelman et al.) of ``(K, S, n)`` draws per parameter (no rank normalisation: a warmup check)."""
+    K, S, n = draws.shape
+    h = S // 2
+    if h < 2:
+        return np.full(n, np.inf)
+    x = np.concatenate([draws[:, :h], draws[:, h : 2 * h]], 0)  # (2K, h, n)
+    means = x.mean(1)
+    W = x.var(1, ddof=1).mean(0)
+    B = h * means.var(0, ddof=1)
+    var = (h - 1) / h * W + B / h
+    return np.sqrt(var / np.maximum(W, 1e-300))
+
+
+class _Sampler:
+    """The state of ``G x K`` chains and their adaptation; see the module docstring."""
+
+    def __init__(self, value_and_grad, G: int, K: int, n: int, dtype, generator: torch.Generator, target_accept: float):
+        self.vg, self.G, self.K, self.n, self.dtype, self.gen = value_and_grad, G, K, n, dtype, generator
+        self.target = float(target_accept)
+
+    # -- geometry ------------------------------------------------------------------------------------------------
+    def set_metric(self, mu: torch.Tensor, cov: torch.Tensor) -> None:
+        """Whitened coordinates ``x = mu + L y`` with ``cov = L L^T`` per group: the metric is ``cov``."""
+        self.mu = mu.clone()
+        jitter = 1e-12 * torch.diagonal(cov, dim1=-2, dim2=-1).mean(-1)[:, None, None] * torch.eye(self.n, dtype=self.dtype)
+        self.cov = cov.clone()
+        self.L = torch.linalg.cholesky(cov + jitter)
+
+    def to_x(self, y):
+        return self.mu[:, None, :] + y @ self.L.transpose(-1, -2)
+
+    def to_y(self, x):
+        return torch.linalg.solve_triangular(self.L, (x - self.mu[:, None, :]).transpose(-1, -2), upper=False).transpose(-1, -2)
+
+    def potential(self, y):
+        """``(lp (G, K), grad_y (G, K, n))`` at whitened ``y``."""
+        x = self.to_x(y)
+        lp, g = self.vg(x)
+        bad = ~torch.isfinite(lp) | ~torch.isfinite(g).all(-1)
+        lp = torch.where(bad, torch.full_like(lp, -math.inf), lp)
+        g = torch.where(bad[..., None], torch.zeros_like(g), g)
+        return lp, g @ self.L  # grad_y = L^T grad_x (row vectors)
+
+    # -- one transition ------------------------------------------------------------------------------------------
+    def transition(self, y, lp, g, eps, n_steps):
+        """One HMC transition of every chain: group ``g`` takes ``n_steps[g]`` leapfrog steps of size ``eps[g]``.
+
+        Returns the new state, the proposal and its end momentum (for ChEES), acceptance probabilities, divergences
+        and the energy."""
+        p0 = torch.randn(y.shape, generator=self.gen, dtype=self.dtype)
+        h0 = -lp + 0.5 * (p0 * p0).sum(-1)
+        e = eps[:, None, None]
+        yq, pq, gq, lpq = y, p0, g, lp
+        for j in range(int(n_steps.max())):
+            active = (j < n_steps)[:, None, None]
+            ph = pq + 0.5 * e * gq
+            yn = yq + e * ph
+            lpn, gn = self.potential(yn)
+            pn = ph + 0.5 * e * gn
+            yq = torch.where(active, yn, yq)
+            pq = torch.where(active, pn, pq)
+            gq = torch.where(active, gn, gq)
+            lpq = torch.where(active[..., 0], lpn, lpq)
+        h1 = -lpq + 0.5 * (pq * pq).sum(-1)
+        dh = h1 - h0
+        dh = torch.where(torch.isfinite(dh), dh, torch.full_like(dh, math.inf))
+        accept_prob = torch.exp(torch.clamp(-dh, max=0.0))
+        diverging = dh > 1000.0
+        u = torch.rand(accept_prob.shape, generator=self.gen, dtype=self.dtype)
+        acc = u < accept_prob
+        y_new = torch.where(acc[..., None], yq, y)
+        lp_new = torch.where(acc, lpq, lp)
+        g_new = torch.where(acc[..., None], gq, g)
+        energy = torch.where(acc, h1, h0)
+        return y_new, lp_new, g_new, yq, pq, accept_prob, diverging, energy
+
+
+def _chees_gradient(y0, yq, pq, accept_prob, t):
+    """Gradient of the ChEES criterion with respect to ``log T`` per group (Hoffman et al. 2021, eq. 6)."""
+    w = accept_prob
+    ok = torch.isfinite(yq).all(-1) & torch.isfinite(pq).all(-1)
+    w = torch.where(ok, w, torch.zeros_like(w))
+    yq = torch.where(ok[..., None], yq, y0)
+    c0 = y0 - y0.mean(1, keepdim=True)
+    cq = yq - yq.mean(1, keepdim=True)
+    diff = (cq * cq).sum(-1) - (c0 * c0).sum(-1)
+    grad = t[:, None] * diff * (cq * pq).sum(-1)
+    return (w * grad).sum(1) / w.sum(1).clamp_min(1e-12)
+
+
+def _initial_step(sampler, y, lp, g) -> torch.Tensor:
+    """Per group, double or halve the step until one leapfrog step's mean acceptance crosses 1/2 (Stan's heuristic)."""
+    eps = torch.ones(sampler.G, dtype=sampler.dtype)
+    direction = None
+    for _ in range(30):
+        p = torch.randn(y.shape, generator=sampler.gen, dtype=sampler.dtype)
+        e = eps[:, None, None]
+        ph = p + 0.5 * e * g
+        yn = y + e * ph
+        lpn, gn = sampler.potential(yn)
+        pn = ph + 0.5 * e * gn
+        dh = (-lpn + 0.5 * (pn * pn).sum(-1)) - (-lp + 0.5 * (p * p).sum(-1))
+        a = torch.exp(torch.clamp(-torch.nan_to_num(dh, nan=math.inf), max=0.0)).mean(1)
+        d = torch.where(a > 0.5, 1.0, -1.0)
+        if direction is None:
+            direction = d
+        done = d != direction
+        if bool(done.all()):
+            break
+        eps = torch.where(done, eps, eps * torch.pow(torch.tensor(2.0, dtype=sampler.dtype), direction))
+        eps = eps.clamp(1e-6, 1e3)
+    return eps
+
+
+class _DualAveraging:
+    """Nesterov dual averaging of ``log eps`` per group (Hoffman & Gelman 2014), vectorised."""
+
+    def __init__(self, eps: torch.Tensor, target: float):
+        self.restart(eps)
+        self.target = target
+
+    def restart(self, eps):
+        self.mu = torch.log(10 * eps)
+        self.hbar = torch.zeros_like(eps)
+        self.log_eps = torch.log(eps)
+        self.log_eps_bar = torch.log(eps)
+        self.t = 0
+
+    def update(self, accept: torch.Tensor):
+        self.t += 1
+        t, t0, gamma, kappa = self.t, 10.0, 0.05, 0.75
+        self.hbar = (1 - 1 / (t + t0)) * self.hbar + (self.target - accept) / (t + t0)
+        self.log_eps = self.mu - math.sqrt(t) / gamma * self.hbar
+        w = t ** (-kappa)
+        self.log_eps_bar = w * self.log_eps + (1 - w) * self.log_eps_bar
+
+
+class _Adam:
+    """Adam ascent on ``log T`` per group with the ChEES paper's settings (rate 0.025, beta1 0, beta2 0.95)."""
+
+    def __init__(self, log_t: torch.Tensor, rate: float = 0.025, beta2: float = 0.95):
+        self.log_t, self.rate, self.beta2 = log_t.clone(), rate, beta2
+        self.v = torch.zeros_like(log_t)
+        self.t = 0
+
+    def update(self, grad: torch.Tensor, log_t_max: torch.Tensor):
+        grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
+        self.t += 1
+        self.v = self.beta2 * self.v + (1 - self.beta2) * grad * grad
+        vhat = self.v / (1 - self.beta2**self.t)
+        self.log_t = torch.minimum(self.log_t + self.rate * grad / (torch.sqrt(vhat) + 1e-8), log_t_max)
+
+
+def _steps(t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    return torch.clamp(torch.ceil(t / eps), 1, MAX_STEPS).to(torch.int64)
+
+
+def run_chees(
+    value_and_grad,
+    u_start: torch.Tensor,
+    cov_start: torch.Tensor,
+    *,
+    warmup: int,
+    draws: int,
+    seed: int,
+    target_accept: float = 0.8,
+    state_path: str | os.PathLike | None = None,
+    progress: bool = False,
+    min_warmup: int = 2 * WINDOW,
+) -> dict[str, Any]:
+    """Run ChEES-HMC on ``G`` groups of ``K`` chains.
+
+    ``value_and_grad(u (G, K, n)) -> (lp (G, K), grad (G, K, n))``; ``u_start (G, K, n)`` starting points,
+    ``cov_start (G, n, n)`` the first metric. Returns ``{"u": (G, K, draws, n), stats...: (G, K, draws),
+    "warmup_iterations": int, "step_size": (G,), "trajectory_length": (G,), "adapted": bool, "resumed_at": int}``.
+    """
+    from tqdm.auto import tqdm
+
+    G, K, n = u_start.shape
+    dtype = u_start.dtype
+    if K < 2:
+        raise ConfigError(f"chees: needs at least 2 chains per target, got {K}")
+    gen = torch.Generator().manual_seed(int(seed) % (2**63))
+    s = _Sampler(value_and_grad, G, K, n, dtype, gen, target_accept)
+    meta = {"G": G, "K": K, "n": n, "warmup": int(warmup), "draws": int(draws), "seed": int(seed), "target_accept": float(target_accept)}
+    state = _load_state(state_path, meta) if state_path is not None else None
+    bar = tqdm(total=warmup + draws, desc="chees", disable=not progress, leave=False)
+    if state is None:
+        mu = u_start.mean(1) if K > 1 else u_start[:, 0]
+        s.set_metric(u_start.new_zeros(G, n) + mu, cov_start)
+        y = s.to_y(u_start)
+        lp, g = s.potential(y)
+        if not bool(torch.isfinite(lp).all()):
+            bad = torch.nonzero(~torch.isfinite(lp))[0].tolist()
+            raise LatentInferError(f"chees: the log density is not finite at the start of chain {bad[1]} of target {bad[0]} (check priors, data and model)")
+        warm = _warmup(s, y, lp, g, warmup, min_warmup, bar)
+        y, lp, g, eps, T, n_warm, adapted = warm
+        out = {k: [] for k in ("u", "diverging", "acceptance_rate", "n_steps", "energy")}
+        start_draw = 0
+        resumed_at = -1
+        if state_path is not None:
+            _save_state(state_path, s, y, eps, T, out, meta, n_warm, adapted)
+    else:
+        y, eps, T, out, n_warm, adapted = _restore_state(s, state)
+        lp, g = s.potential(y)
+        start_draw = len(out["u"])
+        resumed_at = start_draw
+        bar.update(warmup + start_draw)
+    last = time.monotonic()
+    for i in range(start_draw, draws):
+        t = torch.full((G,), _halton(i + 1), dtype=dtype) * T
+        ns = _steps(t, eps)
+        y, lp, g, _, _, a, div, energy = s.transition(y, lp, g, eps, ns)
+        out["u"].append(s.to_x(y).numpy())
+        out["diverging"].append(div.numpy())
+        out["acceptance_rate"].append(a.numpy())
+        out["n_steps"].append(np.broadcast_to(ns.numpy()[:, None], (G, K)).copy())
+        out["energy"].append(energy.numpy())
+        bar.update()
+        if state_path is not None and time.monotonic() - last >= float(os.environ.get("LATENTINFER_CHECKPOINT_SECONDS", "30")):
+            _save_state(state_path, s, y, eps, T, out, meta, n_warm, adapted)
+            last = time.monotonic()
+    bar.close()
+    res = {k: np.stack(v, 2) for k, v in out.items()}  # (G, K, draws, ...)
+    res.update(warmup_iterations=n_warm, step_size=eps.numpy(), trajectory_length=T.numpy(), adapted=adapted,
+               resumed_at=resumed_at, metric=s.cov.numpy())
+    return res
+
+
+def _warmup(s: _Sampler, y, lp, g, warmup: int, min_warmup: int, bar):
+    """Adapt step size, trajectory length and metric; stop when adapted (module docstring) or after ``warmup``."""
+    G, K, n, dtype = s.G, s.K, s.n, s.dtype
+    eps0 = _initial_step(s, y, lp, g) if warmup > 0 else torch.ones(G, dtype=dtype)
+    da = _DualAveraging(eps0, s.target)
+    adam = _Adam(torch.zeros(G, dtype=dtype))  # T = 1: a quarter period of a unit-variance direction, ~pi/2
+    log_t_max = torch.full((G,), math.log(MAX_STEPS), dtype=dtype)
+    window_x, window_logt = [], []
+    prev, last_window = None, None
+    adapted = False
+    i = 0
+    while i < warmup:
+        eps = torch.exp(da.log_eps)
+        t = torch.full((G,), _halton(i + 1), dtype=dtype) * torch.exp(adam.log_t)
+        ns = _steps(t, eps)
+        y0 = y
+        y, lp, g, yq, pq, a, div, _ = s.transition(y, lp, g, eps, ns)
+        da.update(a.mean(1))
+        adam.update(_chees_gradient(y0, yq, pq, a, t), log_t_max + torch.log(torch.exp(da.log_eps_bar)))
+        window_x.append(s.to_x(y))
+        window_logt.append(adam.log_t)
+        i += 1
+        bar.update()
+        if i % WINDOW == 0 and i < warmup:
+            xs = torch.stack(window_x, 2)  # (G, K, W, n)
+            log_t_bar = torch.stack(window_logt).mean(0)
+            tol = _metric_tolerance(s, xs)
+            change = _update_metric(s, xs)
+            y = s.to_y(window_x[-1])
+            lp, g = s.potential(y)
+            both = torch.cat([last_window, xs], 2) if last_window is not None else xs
+            rhat = np.stack([_split_rhat(both[gi].numpy()) for gi in range(G)])
+            last_window = xs
+            now = (da.log_eps_bar.clone(), log_t_bar)
+            if os.environ.get("LATENTINFER_DEBUG_CHEES"):
+                print(f"window end {i}: metric change {change.tolist()} (tolerance {tol.tolist()}), log eps {now[0].tolist()}, log T {now[1].tolist()}, "
+                      f"max rhat {rhat.max(-1).tolist()}, accept {a.mean().item():.3f}")
+            if prev is not None and i >= min_warmup:
+                ok = (change < tol) & ((now[0] - prev[0]).abs() < STEP_TOL) & ((now[1] - prev[1]).abs() < LENGTH_TOL)
+                ok = ok & torch.as_tensor((rhat < RHAT_TOL).all(-1))
+                if bool(ok.all()):
+                    adapted = True
+                    prev = now
+                    break
+            prev = now
+            # the new metric changes the whitened scale: restart the step size search around the averaged step
+            da.restart(torch.exp(da.log_eps_bar))
+            window_x, window_logt = [], []
+    bar.update(max(warmup - i, 0))
+    eps = torch.exp(da.log_eps_bar)
+    log_t = torch.stack(window_logt).mean(0) if window_logt else (prev[1] if prev is not None else adam.log_t)
+    T = torch.exp(log_t)
+    return y, lp, g, eps, T, i, adapted
+
+
+def _metric_tolerance(s: _Sampler, xs: torch.Tensor) -> torch.Tensor:
+    """How far a window's covariance estimate strays by chance, per group: ``max(METRIC_TOL, 3 sqrt(n / N_eff))``,
+    the scale of the largest |log eigenvalue| of a sample covariance of ``N_eff`` independent draws in ``n``
+    dimensions. ``N_eff`` is the window's effective size from the spread of the chains' window means (in the
+    whitened coordinates, where every direction has unit variance): ``N_eff = K W / tau`` with
+    ``tau = W var(chain means) / mean(within-chain variance)``, the worst direction."""
+    G, K, W, n = xs.shape
+    ys = s.to_y(xs.reshape(G, K * W, n)).reshape(G, K, W, n)
+    within = ys.var(2, unbiased=True).mean(1)  # (G, n)
+    between = W * ys.mean(2).var(1, unbiased=True)  # (G, n)
+    tau = torch.clamp(between / within.clamp_min(1e-300), min=1.0).max(-1).values
+    n_eff = K * W / tau
+    return torch.clamp(3.0 * torch.sqrt(n / n_eff), min=METRIC_TOL)
+
+
+def _update_metric(s: _Sampler, xs: torch.Tensor) -> torch.Tensor:
+    """Re-estimate each group's covariance from its window ``(G, K, W, n)`` of draws, shrunk towards the old metric
+    (in the old whitened coordinates: ``(N S + 5 I) / (N + 5)``); returns the largest |log eigenvalue| of the
+    change per group."""
+    G, K, W, n = xs.shape
+    N = K * W
+    ys = s.to_y(xs.reshape(G, K * W, n))
+    c = ys - ys.mean(1, keepdim=True)
+    S = c.transpose(-1, -2) @ c / max(N - 1, 1)
+    S = (N * S + 5 * torch.eye(n, dtype=xs.dtype)) / (N + 5)
+    S = 0.5 * (S + S.transpose(-1, -2))
+    ev = torch.linalg.eigvalsh(S)
+    change = torch.log(ev).abs().max(-1).values
+    cov = s.L @ S @ s.L.transpose(-1, -2)
+    mu = xs.reshape(G, K * W, n).mean(1)
+    s.set_metric(mu, 0.5 * (cov + cov.transpose(-1, -2)))
+    return change
+
+
+# -- checkpoints (npz, no pickle) ---------------------------------------------------------------------------------
+def _save_state(path, s: _Sampler, y, eps, T, out, meta, n_warm, adapted) -> None:
+    arrays = {"y": y.numpy(), "mu": s.mu.numpy(), "cov": s.cov.numpy(), "eps": eps.numpy(), "T": T.numpy(),
+              "rng": s.gen.get_state().numpy()}
+    for k, v in out.items():
+        arrays[f"out/{k}"] = np.stack(v, 0) if v else np.zeros((0,))
+    info = {"version": _STATE_VERSION, **meta, "n_draws": len(out["u"]), "warmup_iterations": int(n_warm), "adapted": bool(adapted)}
+    arrays["info"] = np.asarray(json.dumps(info))
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _load_state(path, meta):
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+        info = json.loads(str(arrays.pop("info")))
+    except (OSError, ValueError, KeyError):
+        return None
+    if info.get("version") != _STATE_VERSION or any(info.get(k) != v for k, v in meta.items()):
+        return None
+    return {"info": info, "arrays": arrays}
+
+
+def _restore_state(s: _Sampler, state):
+    a, info = state["arrays"], state["info"]
+    t = lambda k: torch.as_tensor(a[k], dtype=s.dtype)  # noqa: E731
+    s.set_metric(t("mu"), t("cov"))
+    s.gen.set_state(torch.as_tensor(a["rng"], dtype=torch.uint8))
+    y = t("y")
+    out = {k.split("/", 1)[1]: list(a[k]) if a[k].ndim > 1 else [] for k in a if k.startswith("out/")}
+    return y, t("eps"), t("T"), out, int(info["warmup_iterations"]), bool(info["adapted"])
+
+
+@register_method
+class ChEESMethod(InferenceMethod):
+    """Registered as ``chees``: see the module docstring."""
+
+    name = "chees"
+    settings = ("chains", "warmup", "draws", "seed", "target_accept", "init", "precision", "progress")
+    defaults = {"chains": 32, "warmup": 1000, "draws": 100, "target_accept": 0.8}
+
+    def _run(self, analysis, **s):
+        from ..program import LogDensity
+
+        if s["chains"] < 2:
+            raise ConfigError(f"inference method 'chees': key 'chains' must be >= 2, got {s['chains']}")
+        dtype = {"float64": torch.float64, "float32": torch.float32}[s["precision"]]
+        ld = LogDensity(analysis, dtype=dtype)
+        threads = torch.get_num_threads()
+        try:
+            u0, cov = _start(analysis, ld, s["chains"], s["seed"], s["init"])
+            ckpt = (getattr(self, "execution", None) or {}).get("checkpoint_dir")
+            state = str(Path(ckpt) / "chees.state.npz") if ckpt else None
+            if state:
+                Path(ckpt).mkdir(parents=True, exist_ok=True)
+            res = run_chees(ld.value_and_grad, u0[None], cov[None], warmup=s["warmup"], draws=s["draws"], seed=s["seed"],
+                            target_accept=s["target_accept"], state_path=state, progress=s["progress"])
+        finally:
+            torch.set_num_threads(threads)
+        u = torch.as_tensor(res["u"][0], dtype=analysis.dtype)  # (K, draws, n)
+        with torch.no_grad():
+            xs, _ = ld.constrain(u)
+        samples = {name: x.numpy() for name, x in zip(ld.names, xs)}
+        stats = {k: res[k][0] for k in ("diverging", "acceptance_rate", "n_steps", "energy")}
+        stats["step_size"] = np.full(stats["n_steps"].shape, float(res["step_size"][0]))
+        extra = {"warmup_iterations": int(res["warmup_iterations"]), "adapted": bool(res["adapted"]),
+                 "trajectory_length": float(res["trajectory_length"][0])}
+        if res["resumed_at"] >= 0:
+            extra["resumed_at"] = [int(res["resumed_at"])]
+        ld64 = ld if ld.dtype == analysis.dtype else LogDensity(analysis)
+        return build_posterior(analysis, samples, method=self.name, settings=s, sample_stats=stats, extra_attrs=extra,
+                               log_density=ld64)
+
+
+def _start(analysis, ld, chains: int, seed: int, init: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(u (K, n), cov (n, n))``: chains drawn from the Laplace approximation and its covariance, or (``init:
+    prior``) from the prior with the identity as first metric."""
+    n = ld.n
+    draws = analysis.sample_prior(chains, seed=seed)
+    u_prior = analysis.unconstrain({k: draws[k] for k in ld.names}, ld.transforms).detach().reshape(chains, n)
+    if init == "prior":
+        return u_prior, torch.eye(n, dtype=analysis.dtype)
+    u_map, cov, ok = batched_laplace(ld, u_prior[:1])
+    if not bool(ok[0]):
+        return u_map[0] + 1e-3 * torch.randn(chains, n, generator=torch.Generator().manual_seed(seed), dtype=analysis.dtype), cov[0]
+    g = torch.Generator().manual_seed(int(seed) % (2**63))
+    Lc = torch.linalg.cholesky(cov[0])
+    u = u_map[0] + torch.randn(chains, n, generator=g, dtype=analysis.dtype) @ Lc.T
+    return u, cov[0]
