@@ -466,7 +466,7 @@ class ChEESMethod(InferenceMethod):
 
     name = "chees"
     settings = ("chains", "warmup", "draws", "seed", "target_accept", "init", "precision", "progress")
-    defaults = {"chains": 32, "warmup": 1000, "draws": 100, "target_accept": 0.8}
+    defaults = {"chains": 32, "warmup": 1000, "draws": 200, "target_accept": 0.8}
 
     def _run(self, analysis, **s):
         from ..program import LogDensity
@@ -476,6 +476,8 @@ class ChEESMethod(InferenceMethod):
         dtype = {"float64": torch.float64, "float32": torch.float32}[s["precision"]]
         ld = LogDensity(analysis, dtype=dtype)
         threads = torch.get_num_threads()
+        # small batches: one thread is as fast and does not spin against other processes (same arithmetic as NUTS)
+        torch.set_num_threads(1)
         try:
             u0, cov = _start(analysis, ld, s["chains"], s["seed"], s["init"])
             ckpt = (getattr(self, "execution", None) or {}).get("checkpoint_dir")

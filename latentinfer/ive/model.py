@@ -159,16 +159,38 @@ class TruncatedDecoder(torch.nn.Module):
             scale, ref = norm.scale(s).double()[:n], norm.ref(s).double()[:n]
             # t = ((c * std) @ comp + mean) * scale + ref = c @ W + b
             self.register_buffer(f"W_{s}", (std[:, None] * comp * scale[None, :]).contiguous())
-            self.register_buffer(f"b_{s}", (mean * scale + ref).contiguous())
+            # b ~ log D ~ 10 is kept in float64 whatever the module's dtype (a plain attribute, not a buffer): in float32
+            # its rounding alone (6e-7 in log D) moves chi2 under Planck by ~0.02; the net's correction c @ W is ~0.1
+            self._ref[s] = (mean * scale + ref).contiguous()
         self.order = [s for s in SPECTRA if s in internal]
 
+    @property
+    def _ref(self) -> dict[str, torch.Tensor]:
+        return self.__dict__.setdefault("_refs", {})
+
+    def with_expansion_dtype(self, dtype: torch.dtype) -> "TruncatedDecoder":
+        """A copy whose PCA expansion (the largest matrix product) runs in ``dtype``; the MLP stays in its dtype.
+
+        float32 is safe for the expansion but not for the MLP: its outputs reach |c| ~ 35, and float32 rounding
+        there moves chi2 under Planck plik_lite by ~0.02 (tests/test_log_density.py)."""
+        import copy
+
+        new = copy.copy(self)
+        new._buffers = dict(self._buffers)
+        new.__dict__["_refs"] = dict(self._ref)
+        for s in self.internal:
+            new._buffers[f"W_{s}"] = getattr(self, f"W_{s}").to(dtype)
+        return new
+
     def forward(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{S: (..., n_S)}`` D_ell in float64; the net and the expansion run in the module's dtype."""
         z = z.to(self.z_mix.dtype)
         c = self.net(z @ self.z_mix.T + self.z_shift)
         t = {}
         for i, s in enumerate(SPECTRA):
             if s in self.internal:
-                t[s] = c[..., i * self.k : (i + 1) * self.k] @ getattr(self, f"W_{s}") + getattr(self, f"b_{s}")
+                W = getattr(self, f"W_{s}")
+                t[s] = (c[..., i * self.k : (i + 1) * self.k].to(W.dtype) @ W).to(torch.float64) + self._ref[s]
         out = {}
         if "TT" in self.outputs or "TE" in self.outputs:
             TT = torch.exp(t["TT"])

@@ -48,6 +48,7 @@ class LogDensity:
         self.base_dtype = analysis.dtype
         self.dtype = dtype or analysis.dtype
         self.fused = bool(fused)
+        self._z_dtype = analysis.dtype  # inputs of the forward model: full precision unless the whole model is cast
         self.names = list(analysis.parameter_names)
         self.n = len(self.names)
         self.transforms = analysis.transforms()
@@ -94,7 +95,13 @@ class LogDensity:
         if self.dtype != bd:
             import copy
 
-            fwd = copy.deepcopy(fwd).to(self.dtype)
+            last = fwd[-1] if isinstance(fwd, torch.nn.Sequential) else fwd
+            if hasattr(last, "with_expansion_dtype"):  # the IVE decoder: only its expansion in low precision
+                last = last.with_expansion_dtype(self.dtype)
+                fwd = torch.nn.Sequential(*list(fwd)[:-1], last) if isinstance(fwd, torch.nn.Sequential) else last
+            else:
+                fwd = copy.deepcopy(fwd).to(self.dtype)
+                self._z_dtype = self.dtype
             liks = [copy.deepcopy(lik).to(self.dtype) for lik in liks]
         self.forward = fwd
         self.likelihoods = liks
@@ -145,7 +152,8 @@ class LogDensity:
     def theory(self, xs: list[torch.Tensor], batch_shape) -> dict[str, torch.Tensor]:
         cols = [xs[v] if kind == "param" else torch.full(batch_shape, v, dtype=self.base_dtype) for kind, v in self._inputs]
         z = torch.stack(torch.broadcast_tensors(*cols), -1) if cols else None
-        return self.forward(z.to(self.dtype))
+        out = self.forward(z.to(self._z_dtype))
+        return {k: v.to(self.dtype) for k, v in out.items()}
 
     def log_likelihood(self, xs: list[torch.Tensor], batch_shape) -> dict[str, torch.Tensor]:
         theory = self.theory(xs, batch_shape)
