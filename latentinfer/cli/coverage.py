@@ -42,6 +42,12 @@ def _coverage(args) -> int:
     )
     for name, v in rec["diagnostics"].items():
         print(f"{name:5s} {'PASS' if v['pass'] else 'FAIL'}")
+    verdict = rec.get("verdict")
+    if verdict:
+        flag = " (acceptable, flagged)" if verdict["overall"] == "under-confident" else ""
+        print(f"verdict: {verdict['overall']}{flag}; " + ", ".join(f"{k} {r}" for k, r in verdict["readings"].items()))
+        if verdict["next_step"]:
+            print(f"next step: {verdict['next_step']}")
     t = rec["timing"]
     print(f"wrote {args.out}/coverage.json ({args.method}, N = {args.n}, {t['wall_seconds']:.1f} s; {t['seconds_per_100_runs']:.1f} s per 100 runs)")
     if rec["warning"]:

@@ -165,6 +165,13 @@ def run_coverage(
     tarp = run_tarp(th, draws, seed=seed)
     hpd = run_hpd_coverage(np.array([float(r["logq_theta"]) for r in results]), np.stack([r["logq_samples"] for r in results]))
     verdicts = {"sbc": check_sbc(sbc), "tarp": check_tarp(tarp), "hpd": check_hpd_coverage(hpd)}
+    # -- issue 22: joint statistics (density rank, local TARP) and one verdict; see coverage/verdict.py --
+    from .diagnostics import check_density_rank, check_tarp_local, run_density_rank, run_tarp_local
+    from .verdict import coverage_verdict
+
+    verdicts["density_rank"] = check_density_rank(run_density_rank(np.array([float(r["logq_theta"]) for r in results]), np.stack([r["logq_samples"] for r in results]), seed=seed))
+    verdicts["tarp_local"] = check_tarp_local(run_tarp_local(th, draws, seed=seed))
+    # -- end issue 22 --
     from .plots import plot_all
 
     plots = plot_all(out, sbc, tarp, hpd, title=f"{method}, N = {n}")
@@ -175,6 +182,7 @@ def run_coverage(
         "seed": seed,
         "pass": all(v["pass"] for v in verdicts.values()),
         "diagnostics": verdicts,
+        "verdict": coverage_verdict(verdicts, method),  # issue 22: overall reading, per-diagnostic readings, next step
         "curves": {
             "tarp": {"alpha": tarp.alpha.tolist(), "ecp": tarp.ecp.tolist(), "atc": tarp.atc},
             "hpd": {"level": hpd.levels.tolist(), "coverage": hpd.coverage.tolist()},
