@@ -56,6 +56,7 @@ INFERENCE_DEFAULTS: dict[str, tuple[Any, type | tuple[type, ...]]] = {
     "rounds": (1, int),
     "embedding": (None, (str, type(None))),
     "ensemble": (1, int),
+    "importance": (False, bool),
     "precision": ("float64", str),
 }
 
@@ -148,13 +149,6 @@ def validate_config(raw: Any, source: str = "config") -> dict:
     method = require(cfg["inference"], "method", str, inf_where, INFERENCE_DEFAULTS["method"][0])
     _choice(method, available_methods(), "method", inf_where)
     meth = get_method(method)
-    # a setting of another method, set to something other than its default, is a mistake (a resolved config, as
-    # written into run folders, lists every key at its default and stays valid)
-    foreign = [k for k, v in cfg["inference"].items()
-               if k != "method" and k not in meth.settings and v != INFERENCE_DEFAULTS[k][0]]
-    if foreign:
-        raise ConfigError(f"{inf_where}: key '{foreign[0]}' is not a setting of method '{method}' "
-                          f"(its settings: {', '.join(meth.settings)})")
     inf = {k: require(cfg["inference"], k, typ, inf_where, meth.default(k)) for k, (_, typ) in INFERENCE_DEFAULTS.items()}
     _choice(inf["guide"], ("normal", "multivariate_normal", "flow"), "guide", inf_where)
     _choice(inf["init"], ("laplace", "prior"), "init", inf_where)
@@ -185,6 +179,20 @@ def validate_config(raw: Any, source: str = "config") -> dict:
 
         backend_from({"cluster": cfg["cluster"]})  # address and slurm block checked at load
     return cfg
+
+
+def foreign_settings(cfg: dict) -> None:
+    """Refuse, with one line, a setting of another method than the config's, set to other than its default (a run
+    would ignore it). Resolved configs list every key at its default and pass; ``coverage`` may still read other
+    methods' settings from the same config."""
+    from .inference import get_method
+
+    inf = cfg["inference"]
+    meth = get_method(inf["method"])
+    foreign = [k for k, v in inf.items() if k != "method" and k not in meth.settings and v != INFERENCE_DEFAULTS[k][0]]
+    if foreign:
+        raise ConfigError(f"inference: key '{foreign[0]}' is not a setting of method '{inf['method']}' "
+                          f"(its settings: {', '.join(meth.settings)})")
 
 
 def load_config(path: str | os.PathLike) -> dict:

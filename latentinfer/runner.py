@@ -74,6 +74,9 @@ def run_config(cfg: Mapping[str, Any], out: str | os.PathLike, *, scheduler: str
     execution = backend_from(cfg, scheduler=scheduler)
     _remove_stale_temporaries(out)
     analysis = build_analysis(cfg)
+    from .config import foreign_settings
+
+    foreign_settings(cfg)
     inf = dict(cfg["inference"])
     method = inf.pop("method")
     from .inference import get_method

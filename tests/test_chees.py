@@ -174,7 +174,8 @@ def test_bad_input_one_line(problem):
     with pytest.raises(ConfigError, match="unknown settings"):
         an.sample("chees", walkers=8, draws=10, progress=False)
     with pytest.raises(ConfigError, match="'walkers' is not a setting of method 'nuts'"):
-        li.config.validate_config({"model": "cmb-lcdm", "likelihoods": ["planck2018-lowl-tt"], "inference": {"method": "nuts", "walkers": 8}})
+        li.config.foreign_settings(li.config.validate_config(
+            {"model": "cmb-lcdm", "likelihoods": ["planck2018-lowl-tt"], "inference": {"method": "nuts", "walkers": 8}}))
     with pytest.raises(ConfigError, match="must be >= 2 for method chees"):
         li.config.validate_config({"model": "cmb-lcdm", "likelihoods": ["planck2018-lowl-tt"], "inference": {"method": "chees", "chains": 1}})
     ld = LogDensity(an)
@@ -196,3 +197,7 @@ def test_cli_bad_chees_settings_exit_2(tmp_path):
     r = subprocess.run([sys.executable, "-m", "latentinfer.cli", "run", str(cfg), "--out", str(tmp_path / "o")], capture_output=True, text=True)
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1 and "chains" in r.stderr
+    cfg.write_text("model: cmb-lcdm\nlikelihoods: [planck2018-lowl-tt]\ninference: {method: nuts, walkers: 8}\n")
+    r = subprocess.run([sys.executable, "-m", "latentinfer.cli", "run", str(cfg), "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1 and "'walkers' is not a setting of method 'nuts'" in r.stderr

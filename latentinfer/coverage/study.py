@@ -34,10 +34,10 @@ from .diagnostics import (
 
 __all__ = ["run_coverage", "COVERAGE_METHODS", "MIN_RUNS", "RECOMMENDED_RUNS"]
 
-COVERAGE_METHODS = ("npe", "vi", "nuts")
+COVERAGE_METHODS = ("npe", "vi", "nuts", "chees")
 MIN_RUNS = 20
 #: What a real coverage claim needs (fewer runs give a study with little power; recorded as a warning).
-RECOMMENDED_RUNS = {"npe": 500, "vi": 500, "nuts": 100}
+RECOMMENDED_RUNS = {"npe": 500, "vi": 500, "nuts": 100, "chees": 500}
 
 
 def _thin(samples: np.ndarray, L: int) -> np.ndarray:
@@ -81,6 +81,58 @@ def _task_npe(task) -> dict[str, Any]:
         lq = amortized.log_prob_unconstrained(torch.cat([u, u_true[None]]), data).numpy()
     # densities in u-space: the HPD ordering of the estimator's own density, as Hermans et al. (2022)
     return {"samples": samples, "theta": np.asarray(theta), "logq_samples": lq[:-1], "logq_theta": np.asarray(lq[-1]), "seconds": time.perf_counter() - t0}
+
+
+#: Chains per data set and data sets per batched task of a ChEES coverage study.
+CHEES_CHAINS = 4
+CHEES_BATCH = 100
+
+
+def _chees_settings(cfg: dict) -> dict:
+    inf = dict(cfg.get("inference", {}))
+    own = inf.get("method") == "chees"
+    return {
+        "chains": CHEES_CHAINS,
+        "batch": CHEES_BATCH,
+        "warmup": int(inf["warmup"]) if own and "warmup" in inf else 500,
+        "target_accept": float(inf["target_accept"]) if own and "target_accept" in inf else 0.8,
+        "precision": str(inf["precision"]) if own and "precision" in inf else "float64",
+    }
+
+
+def _task_chees_batch(task) -> list[dict[str, Any]]:
+    """One batch of data sets through one batched ChEES run; top level so workers can unpickle it."""
+    from ..inference.chees import sample_groups
+
+    analysis, data, thetas, first, s, L = task
+    t0 = time.perf_counter()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        # draws per chain: enough that the pooled, thinned draws of a data set number L
+        draws = max(2 * L // s["chains"], 25)
+        res = sample_groups(analysis, data, chains=s["chains"], warmup=s["warmup"], draws=draws, seed=int(first),
+                            target_accept=s["target_accept"], precision=s["precision"])
+        lt = res["log_target_at"](thetas[:, None, :])[:, 0]
+    finally:
+        torch.set_num_threads(threads)
+    G, K, D, n = res["constrained"].shape
+    # interleave the chains' draws so that thinning keeps every chain
+    samples = res["constrained"].transpose(0, 2, 1, 3).reshape(G, K * D, n)
+    logq = res["log_target"].transpose(0, 2, 1).reshape(G, K * D)
+    idx = np.linspace(0, K * D - 1, min(L, K * D)).round().astype(int)
+    return {"samples": samples[:, idx], "theta": np.asarray(thetas), "logq_samples": logq[:, idx], "logq_theta": np.asarray(lt),
+            "seconds": np.full(G, (time.perf_counter() - t0) / G), "warmup_iterations": int(res["warmup_iterations"]),
+            "adapted": bool(res["adapted"])}
+
+
+def _unbatch(batches: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-run records from the batched tasks' stacked arrays."""
+    out = []
+    for b in batches:
+        for g in range(len(b["theta"])):
+            out.append({k: b[k][g] for k in ("samples", "theta", "logq_samples", "logq_theta", "seconds")})
+    return out
 
 
 def _method_settings(cfg: dict, method: str) -> dict:
@@ -150,6 +202,15 @@ def run_coverage(
         settings.update(num_simulations=amortized.config["num_simulations"], training_seconds=amortized.config.get("training_seconds"))
         tasks = [(amortized, datas[i], thetas[i], i, num_draws) for i in range(n)]
         fn, w = _task_npe, 1  # amortized: cheap per run, in this process
+    elif method == "chees":
+        # data sets as a batch dimension: BATCH data sets per task, each a group of CHEES_CHAINS chains in lockstep
+        s = _chees_settings(cfg)
+        settings.update(s)
+        xs = split_data(analysis, sims["x"])
+        starts = list(range(0, n, s["batch"]))
+        tasks = [(analysis, {k: v[a : a + s["batch"]] for k, v in xs.items()}, thetas[a : a + s["batch"]], a, s, num_draws) for a in starts]
+        keys = [f"chees-{a:05d}-{min(a + s['batch'], n):05d}" for a in starts]
+        fn, w = _task_chees_batch, 1
     else:
         s = _method_settings(cfg, method)
         settings.update(s)
@@ -158,6 +219,10 @@ def run_coverage(
     t_runs = time.perf_counter()
     results = map_tasks(fn, tasks, keys=keys, workers=w, backend=backend, scheduler=scheduler, checkpoint_dir=out / "checkpoints")
     t_runs = time.perf_counter() - t_runs
+    if method == "chees":
+        settings["warmup_iterations"] = [int(b["warmup_iterations"]) for b in results]
+        settings["adapted"] = [bool(b["adapted"]) for b in results]
+        results = _unbatch(results)
 
     draws = np.stack([r["samples"] for r in results])
     th = np.stack([r["theta"] for r in results])

@@ -334,24 +334,30 @@ def run_chees(
 
 
 def _warmup(s: _Sampler, y, lp, g, warmup: int, min_warmup: int, bar):
-    """Adapt step size, trajectory length and metric; stop when adapted (module docstring) or after ``warmup``."""
+    """Adapt step size, trajectory length and metric; stop when adapted (module docstring) or after ``warmup``.
+
+    Each group stops adapting at the first window end where it passes every check (its step size, length and
+    metric are then frozen) and keeps moving with them while the other groups adapt; warmup ends when all have."""
     G, K, n, dtype = s.G, s.K, s.n, s.dtype
     eps0 = _initial_step(s, y, lp, g) if warmup > 0 else torch.ones(G, dtype=dtype)
     da = _DualAveraging(eps0, s.target)
     adam = _Adam(torch.zeros(G, dtype=dtype))  # T = 1: a quarter period of a unit-variance direction, ~pi/2
     log_t_max = torch.full((G,), math.log(MAX_STEPS), dtype=dtype)
+    done = torch.zeros(G, dtype=torch.bool)
+    eps_done = torch.ones(G, dtype=dtype)
+    logt_done = torch.zeros(G, dtype=dtype)
     window_x, window_logt = [], []
     prev, last_window = None, None
-    adapted = False
     i = 0
     while i < warmup:
-        eps = torch.exp(da.log_eps)
-        t = torch.full((G,), _halton(i + 1), dtype=dtype) * torch.exp(adam.log_t)
+        eps = torch.where(done, eps_done, torch.exp(da.log_eps))
+        log_t = torch.where(done, logt_done, adam.log_t)
+        t = torch.full((G,), _halton(i + 1), dtype=dtype) * torch.exp(log_t)
         ns = _steps(t, eps)
         y0 = y
         y, lp, g, yq, pq, a, div, _ = s.transition(y, lp, g, eps, ns)
         da.update(a.mean(1))
-        adam.update(_chees_gradient(y0, yq, pq, a, t), log_t_max + torch.log(torch.exp(da.log_eps_bar)))
+        adam.update(_chees_gradient(y0, yq, pq, a, t), log_t_max + da.log_eps_bar)
         window_x.append(s.to_x(y))
         window_logt.append(adam.log_t)
         i += 1
@@ -360,7 +366,7 @@ def _warmup(s: _Sampler, y, lp, g, warmup: int, min_warmup: int, bar):
             xs = torch.stack(window_x, 2)  # (G, K, W, n)
             log_t_bar = torch.stack(window_logt).mean(0)
             tol = _metric_tolerance(s, xs)
-            change = _update_metric(s, xs)
+            change = _update_metric(s, xs, ~done)
             y = s.to_y(window_x[-1])
             lp, g = s.potential(y)
             both = torch.cat([last_window, xs], 2) if last_window is not None else xs
@@ -368,24 +374,26 @@ def _warmup(s: _Sampler, y, lp, g, warmup: int, min_warmup: int, bar):
             last_window = xs
             now = (da.log_eps_bar.clone(), log_t_bar)
             if os.environ.get("LATENTINFER_DEBUG_CHEES"):
-                print(f"window end {i}: metric change {change.tolist()} (tolerance {tol.tolist()}), log eps {now[0].tolist()}, log T {now[1].tolist()}, "
-                      f"max rhat {rhat.max(-1).tolist()}, accept {a.mean().item():.3f}")
+                print(f"window end {i}: done {int(done.sum())}/{G}, metric change {change[:4].tolist()} (tolerance "
+                      f"{tol[:4].tolist()}), log eps {now[0][:4].tolist()}, log T {now[1][:4].tolist()}, max rhat "
+                      f"{rhat.max(-1)[:4].tolist()}, accept {a.mean().item():.3f}")
             if prev is not None and i >= min_warmup:
                 ok = (change < tol) & ((now[0] - prev[0]).abs() < STEP_TOL) & ((now[1] - prev[1]).abs() < LENGTH_TOL)
-                ok = ok & torch.as_tensor((rhat < RHAT_TOL).all(-1))
-                if bool(ok.all()):
-                    adapted = True
-                    prev = now
+                ok = ok & torch.as_tensor((rhat < RHAT_TOL).all(-1)) & ~done
+                eps_done = torch.where(ok, torch.exp(now[0]), eps_done)
+                logt_done = torch.where(ok, now[1], logt_done)
+                done = done | ok
+                if bool(done.all()):
                     break
             prev = now
             # the new metric changes the whitened scale: restart the step size search around the averaged step
             da.restart(torch.exp(da.log_eps_bar))
             window_x, window_logt = [], []
     bar.update(max(warmup - i, 0))
-    eps = torch.exp(da.log_eps_bar)
-    log_t = torch.stack(window_logt).mean(0) if window_logt else (prev[1] if prev is not None else adam.log_t)
-    T = torch.exp(log_t)
-    return y, lp, g, eps, T, i, adapted
+    log_t = torch.stack(window_logt).mean(0) if window_logt else adam.log_t
+    eps = torch.where(done, eps_done, torch.exp(da.log_eps_bar))
+    T = torch.exp(torch.where(done, logt_done, log_t))
+    return y, lp, g, eps, T, i, bool(done.all())
 
 
 def _metric_tolerance(s: _Sampler, xs: torch.Tensor) -> torch.Tensor:
@@ -403,7 +411,7 @@ def _metric_tolerance(s: _Sampler, xs: torch.Tensor) -> torch.Tensor:
     return torch.clamp(3.0 * torch.sqrt(n / n_eff), min=METRIC_TOL)
 
 
-def _update_metric(s: _Sampler, xs: torch.Tensor) -> torch.Tensor:
+def _update_metric(s: _Sampler, xs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Re-estimate each group's covariance from its window ``(G, K, W, n)`` of draws, shrunk towards the old metric
     (in the old whitened coordinates: ``(N S + 5 I) / (N + 5)``); returns the largest |log eigenvalue| of the
     change per group."""
@@ -417,8 +425,12 @@ def _update_metric(s: _Sampler, xs: torch.Tensor) -> torch.Tensor:
     ev = torch.linalg.eigvalsh(S)
     change = torch.log(ev).abs().max(-1).values
     cov = s.L @ S @ s.L.transpose(-1, -2)
+    cov = 0.5 * (cov + cov.transpose(-1, -2))
     mu = xs.reshape(G, K * W, n).mean(1)
-    s.set_metric(mu, 0.5 * (cov + cov.transpose(-1, -2)))
+    if mask is not None:  # groups already adapted keep their metric
+        cov = torch.where(mask[:, None, None], cov, s.cov)
+        mu = torch.where(mask[:, None], mu, s.mu)
+    s.set_metric(mu, cov)
     return change
 
 
@@ -518,3 +530,51 @@ def _start(analysis, ld, chains: int, seed: int, init: str) -> tuple[torch.Tenso
     Lc = torch.linalg.cholesky(cov[0])
     u = u_map[0] + torch.randn(chains, n, generator=g, dtype=analysis.dtype) @ Lc.T
     return u, cov[0]
+
+
+def sample_groups(analysis, data, *, chains: int = 4, warmup: int = 1000, draws: int = 100, seed: int = 0,
+                  target_accept: float = 0.8, precision: str = "float64", state_path=None) -> dict[str, Any]:
+    """ChEES-HMC on ``G`` data sets at once: ``data = {likelihood: (G, n_data)}``; ``chains`` chains per data set.
+
+    Each data set is its own group: its own Laplace start and metric (one batched L-BFGS from a prior draw per data
+    set), step size and trajectory length. Returns :func:`run_chees`'s record plus ``"names"``, ``"constrained"``
+    ``(G, K, draws, n)`` and ``"log_target"`` ``(G, K, draws)``, the program's log posterior (unnormalised, constrained
+    space) of each draw under its own data set, and a callable ``"log_target_at"`` for other points ``(G, ..., n)``.
+    """
+    from ..program import LogDensity
+
+    data = {k: torch.as_tensor(v, dtype=analysis.dtype) for k, v in data.items()}
+    G = int(next(iter(data.values())).shape[0])
+    if chains < 2:
+        raise ConfigError(f"chees: needs at least 2 chains per data set, got {chains}")
+    dtype = {"float64": torch.float64, "float32": torch.float32}[precision]
+    ld = LogDensity(analysis, dtype=dtype, data={k: v[:, None, :] for k, v in data.items()})
+    ld1 = LogDensity(analysis, dtype=dtype, data=data)  # one point per group: (G, n)
+    draws0 = analysis.sample_prior(G, seed=seed)
+    u0 = analysis.unconstrain({k: draws0[k] for k in ld.names}, ld.transforms).detach().reshape(G, ld.n)
+    u_map, cov, ok = batched_laplace(ld1, u0)
+    gen = torch.Generator().manual_seed(int(seed) % (2**63))
+    Lc = torch.linalg.cholesky(cov)
+    u_start = u_map[:, None, :] + torch.randn(G, chains, ld.n, generator=gen, dtype=analysis.dtype) @ Lc.transpose(-1, -2)
+    res = run_chees(ld.value_and_grad, u_start, cov, warmup=warmup, draws=draws, seed=seed, target_accept=target_accept,
+                    state_path=state_path)
+    ld64 = LogDensity(analysis, data={k: v[:, None, None, :] for k, v in data.items()})
+    u = torch.as_tensor(res["u"], dtype=analysis.dtype)
+    with torch.no_grad():
+        xs, _ = ld64.constrain(u)
+        res["log_target"] = (ld64.log_prior(xs) + sum(ld64.log_likelihood(xs, u.shape[:-1]).values())).numpy()
+    res["constrained"] = torch.stack(xs, -1).numpy()
+    res["names"] = list(ld.names)
+    res["laplace_ok"] = ok.numpy()
+
+    def log_target_at(values: np.ndarray) -> np.ndarray:
+        """Log posterior of constrained ``values (G, ..., n)`` under each group's data."""
+        v = torch.as_tensor(values, dtype=analysis.dtype)
+        extra = v.dim() - 2
+        ldv = LogDensity(analysis, data={k: d.reshape((G,) + (1,) * extra + d.shape[-1:]) for k, d in data.items()})
+        cols = [v[..., i] for i in range(v.shape[-1])]
+        with torch.no_grad():
+            return (ldv.log_prior(cols) + sum(ldv.log_likelihood(cols, v.shape[:-1]).values())).numpy()
+
+    res["log_target_at"] = log_target_at
+    return res
