@@ -3,8 +3,10 @@
 Named ``amortized`` (not ``sbi``) so that it never shadows the sbi package.
 
 >>> # post = Analysis(...).train_sbi("npe", num_simulations=10000).posterior(data_vector)
+>>> # post = Analysis(...).train_sbi("npe").importance_sample(data_vector)  # NPE proposals weighted by the likelihood (PSIS)
 """
 
+from .importance import check_tractable, importance_weights
 from .posterior import SBI_DEFAULTS, SBI_METHODS, AmortizedPosterior, train
 from .simulate import ProgramPrior, check_can_simulate, join_data, simulate, split_data
 
@@ -14,6 +16,8 @@ __all__ = [
     "SBI_DEFAULTS",
     "SBI_METHODS",
     "check_can_simulate",
+    "check_tractable",
+    "importance_weights",
     "join_data",
     "simulate",
     "split_data",

@@ -488,6 +488,17 @@ class AmortizedPosterior:
         post.attrs["training"] = json.dumps({k: self.config.get(k) for k in ("num_simulations", "seed", "training_seconds", "simulation_seconds")})
         return post
 
+    def importance_sample(
+        self, observed, num_proposals: int = 10000, num_samples: int = 4000, seed: int = 0, min_ess: float = 1000, warn: bool = True
+    ):
+        """NPE draws importance-weighted by the program's own density (PSIS): a :class:`~latentinfer.Posterior` of
+        ``num_samples`` draws systematically resampled from ``num_proposals`` weighted proposals, with Pareto k-hat,
+        ESS, the log evidence ``log mean w`` (and its error) and a verdict in ``attrs``; see
+        :func:`latentinfer.amortized.importance.importance_sample`. NPE only; every likelihood needs a log-density."""
+        from .importance import importance_sample
+
+        return importance_sample(self, observed, num_proposals=num_proposals, num_samples=num_samples, seed=seed, min_ess=min_ess, warn=warn)
+
     # -- files -----------------------------------------------------------------------------------------------
     def save(self, folder: str | os.PathLike) -> Path:
         """Write ``config.json`` and ``estimator-K.safetensors`` (state dicts; sha256 recorded) into ``folder``."""

@@ -3,20 +3,33 @@
 The same Pyro program is the simulator (prior -> forward model -> each likelihood's ``simulate``); sbi trains
 the estimator (see :func:`latentinfer.amortized.train`). With ``rounds > 1`` the simulations are focused on the
 config's data (truncated sequential NPE). The run's posterior is one chain of ``num_samples`` draws.
+
+``importance: true`` uses the trained NPE as a proposal where the likelihood is known: ``max(10000, 4 *
+num_samples)`` NPE draws are weighted by the program's own density, Pareto-smoothed, and ``num_samples`` draws are
+resampled from them (see :meth:`latentinfer.amortized.AmortizedPosterior.importance_sample`); k-hat, ESS, the log
+evidence and a verdict go into the posterior's attrs (``importance_*``). Every likelihood must have a log-density:
+that is checked before any simulation is made.
 """
 
 from __future__ import annotations
 
 from .base import InferenceMethod, register_method
 
+#: Proposals per resampled draw (at least 10,000): resampled draws are worth at most the importance ESS.
+PROPOSALS_PER_DRAW = 4
+
 
 @register_method
 class NPEMethod(InferenceMethod):
     name = "npe"
-    settings = ("num_simulations", "rounds", "embedding", "ensemble", "num_samples", "seed", "progress")
+    settings = ("num_simulations", "rounds", "embedding", "ensemble", "num_samples", "seed", "progress", "importance")
 
     def _run(self, analysis, **s):
         observed = {lik.name: lik.data for lik in analysis.likelihoods}
+        if s["importance"]:
+            from ..amortized import check_tractable
+
+            check_tractable(analysis)  # before the simulations: a likelihood without a log-density cannot weight
         amo = analysis.train_sbi(
             "npe",
             num_simulations=s["num_simulations"],
@@ -27,7 +40,11 @@ class NPEMethod(InferenceMethod):
             ensemble=s["ensemble"],
             progress=s["progress"],
         )
-        post = amo.posterior(observed, num_samples=s["num_samples"], seed=s["seed"])
+        if s["importance"]:
+            num_proposals = max(10000, PROPOSALS_PER_DRAW * s["num_samples"])
+            post = amo.importance_sample(observed, num_proposals=num_proposals, num_samples=s["num_samples"], seed=s["seed"])
+        else:
+            post = amo.posterior(observed, num_samples=s["num_samples"], seed=s["seed"])
         for key in ("truncation", "simulations_per_round", "epochs", "score_compression", "pca_compression"):
             if amo.config.get(key) is not None:
                 post.attrs[f"npe_{key}"] = str(amo.config[key])
