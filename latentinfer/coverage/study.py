@@ -107,7 +107,7 @@ def _task_chees_batch(task) -> list[dict[str, Any]]:
     analysis, data, thetas, first, s, L = task
     t0 = time.perf_counter()
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(min(2, os.cpu_count() or 1))  # hundreds of chains per call: worth two threads
     try:
         # draws per chain: enough that the pooled, thinned draws of a data set number L
         draws = max(2 * L // s["chains"], 25)
@@ -123,7 +123,7 @@ def _task_chees_batch(task) -> list[dict[str, Any]]:
     idx = np.linspace(0, K * D - 1, min(L, K * D)).round().astype(int)
     return {"samples": samples[:, idx], "theta": np.asarray(thetas), "logq_samples": logq[:, idx], "logq_theta": np.asarray(lt),
             "seconds": np.full(G, (time.perf_counter() - t0) / G), "warmup_iterations": int(res["warmup_iterations"]),
-            "adapted": bool(res["adapted"])}
+            "adapted": bool(res["adapted"]), "adapted_groups": res["adapted_groups"]}
 
 
 def _unbatch(batches: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -221,7 +221,7 @@ def run_coverage(
     t_runs = time.perf_counter() - t_runs
     if method == "chees":
         settings["warmup_iterations"] = [int(b["warmup_iterations"]) for b in results]
-        settings["adapted"] = [bool(b["adapted"]) for b in results]
+        settings["adapted_fraction"] = float(np.mean(np.concatenate([np.asarray(b["adapted_groups"]).reshape(-1) for b in results])))
         results = _unbatch(results)
 
     draws = np.stack([r["samples"] for r in results])

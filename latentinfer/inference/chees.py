@@ -258,7 +258,13 @@ class _Adam:
 
 
 def _steps(t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    return torch.clamp(torch.ceil(t / eps), 1, MAX_STEPS).to(torch.int64)
+    """Leapfrog steps per group. In lockstep every group waits for the longest, so with many groups one whose step
+    has collapsed (a poor start) is capped at 3x the median group's steps (at least 4): its trajectory is shorter,
+    which is still a valid HMC move, instead of making every group pay for it."""
+    n = torch.clamp(torch.ceil(t / eps), 1, MAX_STEPS)
+    if n.numel() >= 10:
+        n = torch.clamp(n, max=max(4.0, 3.0 * float(n.median())))
+    return n.to(torch.int64)
 
 
 def run_chees(
@@ -278,7 +284,8 @@ def run_chees(
 
     ``value_and_grad(u (G, K, n)) -> (lp (G, K), grad (G, K, n))``; ``u_start (G, K, n)`` starting points,
     ``cov_start (G, n, n)`` the first metric. Returns ``{"u": (G, K, draws, n), stats...: (G, K, draws),
-    "warmup_iterations": int, "step_size": (G,), "trajectory_length": (G,), "adapted": bool, "resumed_at": int}``.
+    "warmup_iterations": int, "step_size": (G,), "trajectory_length": (G,), "adapted": bool (every group),
+    "adapted_groups": (G,), "resumed_at": int}``.
     """
     from tqdm.auto import tqdm
 
@@ -300,7 +307,8 @@ def run_chees(
             bad = torch.nonzero(~torch.isfinite(lp))[0].tolist()
             raise LatentInferError(f"chees: the log density is not finite at the start of chain {bad[1]} of target {bad[0]} (check priors, data and model)")
         warm = _warmup(s, y, lp, g, warmup, min_warmup, bar)
-        y, lp, g, eps, T, n_warm, adapted = warm
+        y, lp, g, eps, T, n_warm, adapted_groups = warm
+        adapted = adapted_groups.numpy()
         out = {k: [] for k in ("u", "diverging", "acceptance_rate", "n_steps", "energy")}
         start_draw = 0
         resumed_at = -1
@@ -328,7 +336,8 @@ def run_chees(
             last = time.monotonic()
     bar.close()
     res = {k: np.stack(v, 2) for k, v in out.items()}  # (G, K, draws, ...)
-    res.update(warmup_iterations=n_warm, step_size=eps.numpy(), trajectory_length=T.numpy(), adapted=adapted,
+    res.update(warmup_iterations=n_warm, step_size=eps.numpy(), trajectory_length=T.numpy(), adapted=bool(np.all(adapted)),
+               adapted_groups=np.asarray(adapted, dtype=bool),
                resumed_at=resumed_at, metric=s.cov.numpy())
     return res
 
@@ -348,6 +357,7 @@ def _warmup(s: _Sampler, y, lp, g, warmup: int, min_warmup: int, bar):
     logt_done = torch.zeros(G, dtype=dtype)
     window_x, window_logt = [], []
     prev, last_window = None, None
+    grace = None
     i = 0
     while i < warmup:
         eps = torch.where(done, eps_done, torch.exp(da.log_eps))
@@ -357,7 +367,11 @@ def _warmup(s: _Sampler, y, lp, g, warmup: int, min_warmup: int, bar):
         y0 = y
         y, lp, g, yq, pq, a, div, _ = s.transition(y, lp, g, eps, ns)
         da.update(a.mean(1))
-        adam.update(_chees_gradient(y0, yq, pq, a, t), log_t_max + da.log_eps_bar)
+        grad = _chees_gradient(y0, yq, pq, a, t)
+        if G > 1:  # one trajectory length (in whitened units) for all groups: pooled signal, equal lockstep lengths
+            live = ~done
+            grad = torch.where(live, grad[live].mean() if bool(live.any()) else grad.mean(), grad)
+        adam.update(grad, log_t_max + da.log_eps_bar)
         window_x.append(s.to_x(y))
         window_logt.append(adam.log_t)
         i += 1
@@ -385,6 +399,12 @@ def _warmup(s: _Sampler, y, lp, g, warmup: int, min_warmup: int, bar):
                 done = done | ok
                 if bool(done.all()):
                     break
+                # many groups: once 90 % are adapted, the rest get one more window, then warmup ends for all (each
+                # group's "adapted" flag is returned; a straggler's draws are still valid MCMC with its last settings)
+                if G >= 10 and float(done.float().mean()) >= 0.9:
+                    grace = i + WINDOW if grace is None else grace
+                    if i >= grace:
+                        break
             prev = now
             # the new metric changes the whitened scale: restart the step size search around the averaged step
             da.restart(torch.exp(da.log_eps_bar))
@@ -393,7 +413,7 @@ def _warmup(s: _Sampler, y, lp, g, warmup: int, min_warmup: int, bar):
     log_t = torch.stack(window_logt).mean(0) if window_logt else adam.log_t
     eps = torch.where(done, eps_done, torch.exp(da.log_eps_bar))
     T = torch.exp(torch.where(done, logt_done, log_t))
-    return y, lp, g, eps, T, i, bool(done.all())
+    return y, lp, g, eps, T, i, done
 
 
 def _metric_tolerance(s: _Sampler, xs: torch.Tensor) -> torch.Tensor:
@@ -437,10 +457,10 @@ def _update_metric(s: _Sampler, xs: torch.Tensor, mask: torch.Tensor | None = No
 # -- checkpoints (npz, no pickle) ---------------------------------------------------------------------------------
 def _save_state(path, s: _Sampler, y, eps, T, out, meta, n_warm, adapted) -> None:
     arrays = {"y": y.numpy(), "mu": s.mu.numpy(), "cov": s.cov.numpy(), "eps": eps.numpy(), "T": T.numpy(),
-              "rng": s.gen.get_state().numpy()}
+              "rng": s.gen.get_state().numpy(), "adapted": np.asarray(adapted, dtype=bool)}
     for k, v in out.items():
         arrays[f"out/{k}"] = np.stack(v, 0) if v else np.zeros((0,))
-    info = {"version": _STATE_VERSION, **meta, "n_draws": len(out["u"]), "warmup_iterations": int(n_warm), "adapted": bool(adapted)}
+    info = {"version": _STATE_VERSION, **meta, "n_draws": len(out["u"]), "warmup_iterations": int(n_warm)}
     arrays["info"] = np.asarray(json.dumps(info))
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -469,7 +489,7 @@ def _restore_state(s: _Sampler, state):
     s.gen.set_state(torch.as_tensor(a["rng"], dtype=torch.uint8))
     y = t("y")
     out = {k.split("/", 1)[1]: list(a[k]) if a[k].ndim > 1 else [] for k in a if k.startswith("out/")}
-    return y, t("eps"), t("T"), out, int(info["warmup_iterations"]), bool(info["adapted"])
+    return y, t("eps"), t("T"), out, int(info["warmup_iterations"]), np.asarray(a["adapted"], dtype=bool)
 
 
 @register_method
@@ -553,6 +573,8 @@ def sample_groups(analysis, data, *, chains: int = 4, warmup: int = 1000, draws:
     draws0 = analysis.sample_prior(G, seed=seed)
     u0 = analysis.unconstrain({k: draws0[k] for k in ld.names}, ld.transforms).detach().reshape(G, ld.n)
     u_map, cov, ok = batched_laplace(ld1, u0)
+    if bool(ok.any()) and not bool(ok.all()):  # no usable Hessian: borrow the other data sets' mean covariance
+        cov = torch.where(ok[:, None, None], cov, cov[ok].mean(0))
     gen = torch.Generator().manual_seed(int(seed) % (2**63))
     Lc = torch.linalg.cholesky(cov)
     u_start = u_map[:, None, :] + torch.randn(G, chains, ld.n, generator=gen, dtype=analysis.dtype) @ Lc.transpose(-1, -2)

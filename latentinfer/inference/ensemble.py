@@ -26,13 +26,16 @@ class EmceeMethod(InferenceMethod):
     settings = ("walkers", "warmup", "draws", "thin", "seed", "progress")
 
     def _run(self, analysis, **s):
+        from ..program import LogDensity
+
         transforms = analysis.transforms()
         ndim = len(analysis.parameter_names)
         walkers = max(s["walkers"], 2 * ndim + 2)
+        ld = LogDensity(analysis)  # the program's density without a Pyro trace per call (same numbers)
 
         def log_prob(u: np.ndarray) -> np.ndarray:
             with torch.no_grad():
-                lp = analysis.unconstrained_log_density(torch.as_tensor(u, dtype=analysis.dtype), transforms)
+                lp = ld(torch.as_tensor(u, dtype=analysis.dtype))
             lp = lp.numpy().astype(np.float64)
             return np.where(np.isfinite(lp), lp, -np.inf)
 
@@ -46,4 +49,4 @@ class EmceeMethod(InferenceMethod):
             values, _ = analysis.constrain(u, transforms)
         samples = {n: v.numpy() for n, v in values.items()}
         stats = {"acceptance_rate": np.broadcast_to(sampler.acceptance_fraction[:, None], u.shape[:2]).copy()}
-        return build_posterior(analysis, samples, method=self.name, settings={**s, "walkers": walkers}, sample_stats=stats)
+        return build_posterior(analysis, samples, method=self.name, settings={**s, "walkers": walkers}, sample_stats=stats, log_density=ld)
