@@ -201,3 +201,22 @@ def test_cli_bad_chees_settings_exit_2(tmp_path):
     r = subprocess.run([sys.executable, "-m", "latentinfer.cli", "run", str(cfg), "--out", str(tmp_path / "o")], capture_output=True, text=True)
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1 and "'walkers' is not a setting of method 'nuts'" in r.stderr
+
+
+@pytest.mark.slow
+def test_chees_agrees_with_nuts_on_the_planck_latent_posterior():
+    """examples/planck_latent.yaml (Pyro NUTS, 4 x (500 + 1000)) against chees on the same program: every mean within
+    0.1 NUTS sd, every sd within 10 % (about 6 min, NUTS almost all of it)."""
+    from latentinfer.config import load_config
+    from latentinfer.runner import build_analysis
+
+    from pathlib import Path
+
+    an = build_analysis(load_config(Path(__file__).resolve().parents[1] / "examples" / "planck_latent.yaml"))
+    ref = an.sample("nuts", chains=4, warmup=500, draws=1000, seed=0, progress=False)
+    got = an.sample("chees", seed=0, progress=False)
+    sd_ref = np.sqrt(np.diag(ref.cov()))
+    shift = np.abs(got.mean() - ref.mean()) / sd_ref
+    ratio = np.sqrt(np.diag(got.cov())) / sd_ref
+    assert np.all(shift < 0.1), dict(zip(ref.parameter_names, shift))
+    assert np.all(np.abs(ratio - 1) < 0.1), dict(zip(ref.parameter_names, ratio))

@@ -498,7 +498,7 @@ class ChEESMethod(InferenceMethod):
 
     name = "chees"
     settings = ("chains", "warmup", "draws", "seed", "target_accept", "init", "precision", "progress")
-    defaults = {"chains": 32, "warmup": 1000, "draws": 200, "target_accept": 0.8}
+    defaults = {"chains": 32, "warmup": 1000, "draws": 300, "target_accept": 0.8}
 
     def _run(self, analysis, **s):
         from ..program import LogDensity
