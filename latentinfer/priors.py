@@ -20,6 +20,7 @@ from typing import Any
 import pyro.distributions as dist
 import torch
 
+from .card import _normal_mass, check_prior
 from .errors import ConfigError
 
 __all__ = [
@@ -28,7 +29,6 @@ __all__ = [
 ]
 
 PriorSpec = Any  # dict, str or pyro Distribution
-_KINDS = {"normal": 2, "uniform": 2, "fixed": None, "mvnormal": 2, "truncnormal": 4}
 
 
 class TruncatedNormal(dist.TorchDistribution):
@@ -98,59 +98,13 @@ def _truncnorm_moments(loc, scale, low, high):
 
 
 def check_spec(spec: PriorSpec, name: str) -> PriorSpec:
-    """Validate a prior spec for parameter ``name``; return it normalised. Raises :class:`ConfigError`."""
+    """Validate a prior spec for parameter ``name``; return it normalised. Raises :class:`ConfigError`.
+
+    A pyro distribution passes as it is; every other spec is checked by :func:`latentinfer.card.check_prior`, the
+    torch-free check that bundle cards are read with, so the two cannot drift apart."""
     if isinstance(spec, dist.Distribution):
         return spec
-    if spec == "standard_normal":
-        return {"normal": [0.0, 1.0]}
-    if not isinstance(spec, dict) or len(spec) != 1:
-        raise ConfigError(
-            f"prior of '{name}' must be one of {{normal: [mean, sd]}}, {{uniform: [low, high]}}, "
-            f"{{truncnormal: [mean, sd, low, high]}}, {{fixed: value}}; got {spec!r}"
-        )
-    (kind, args), = spec.items()
-    if kind not in _KINDS:
-        raise ConfigError(f"prior of '{name}': unknown kind '{kind}' (use normal, uniform, truncnormal or fixed)")
-    if kind == "fixed":
-        if not _is_number(args):
-            raise ConfigError(f"prior of '{name}': fixed needs a finite number, got {args!r}")
-        return {"fixed": float(args)}
-    if kind == "mvnormal":
-        return spec
-    if kind == "truncnormal":
-        if not isinstance(args, (list, tuple)) or len(args) != 4 or not all(_is_number(a) for a in args):
-            raise ConfigError(f"prior of '{name}': truncnormal needs [mean, sd, low, high] (four finite numbers), got {args!r}")
-        m, sd, lo, hi = (float(a) for a in args)
-        if not sd > 0:
-            raise ConfigError(f"prior of '{name}': truncnormal sd must be > 0, got {sd}")
-        if not hi > lo:
-            raise ConfigError(f"prior of '{name}': truncnormal needs low < high, got [{lo}, {hi}]")
-        if _normal_mass(m, sd, lo, hi) < 1e-12:
-            raise ConfigError(f"prior of '{name}': N({m:g}, {sd:g}) has no mass on [{lo:g}, {hi:g}]")
-        return {"truncnormal": [m, sd, lo, hi]}
-    if not isinstance(args, (list, tuple)) or len(args) != 2 or not all(_is_number(a) for a in args):
-        raise ConfigError(f"prior of '{name}': {kind} needs a list of two finite numbers, got {args!r}")
-    a, b = float(args[0]), float(args[1])
-    if kind == "normal" and not b > 0:
-        raise ConfigError(f"prior of '{name}': normal sd must be > 0, got {b}")
-    if kind == "uniform" and not b > a:
-        raise ConfigError(f"prior of '{name}': uniform needs low < high, got [{a}, {b}]")
-    return {kind: [a, b]}
-
-
-def _is_number(x: Any) -> bool:
-    """A finite int or float (not a bool; not an int too large for a float)."""
-    if not isinstance(x, (int, float)) or isinstance(x, bool):
-        return False
-    try:
-        return math.isfinite(float(x))
-    except OverflowError:
-        return False
-
-
-def _normal_mass(m: float, sd: float, lo: float, hi: float) -> float:
-    phi = lambda x: 0.5 * math.erfc(-(x - m) / (sd * math.sqrt(2.0)))  # noqa: E731
-    return phi(hi) - phi(lo)
+    return check_prior(spec, name)
 
 
 def restrict(spec: PriorSpec, low: float, high: float, name: str) -> PriorSpec:

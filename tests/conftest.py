@@ -119,3 +119,39 @@ def toy_run(tmp_path):
 def write_config(path: Path, cfg: dict) -> Path:
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+def check_exact(post, mu, S, mcse) -> None:
+    """The exact-posterior check of every sampler: means within 4 Monte-Carlo standard errors ``mcse``, variances within
+    10 %, correlations within 0.1 of the closed-form ``mu``, ``S``."""
+    est_mu, est_S = post.mean(), post.cov()
+    z = (est_mu - mu) / mcse
+    assert np.all(np.abs(z) < 4), f"means off by {z} MCSE"
+    var_ratio = np.diag(est_S) / np.diag(S)
+    assert np.all(np.abs(var_ratio - 1) < 0.10), f"variance ratios {var_ratio}"
+    corr = lambda M: M / np.sqrt(np.outer(np.diag(M), np.diag(M)))  # noqa: E731
+    assert np.abs(corr(est_S) - corr(S)).max() < 0.1
+
+
+def mlp_problem() -> tuple[li.Analysis, torch.Tensor]:
+    """A 3-latent MLP decoder (3 -> 32 -> 60, tanh) with data drawn at a known z (sigma 0.05): ``(analysis, z_true)``."""
+    torch.manual_seed(0)
+    d, n = 3, 60
+    net = torch.nn.Sequential(torch.nn.Linear(d, 32), torch.nn.Tanh(), torch.nn.Linear(32, n)).double()
+    fm = li.ForwardModel.from_module(net, latent_names=["a", "b", "c"])
+    z_true = torch.tensor([0.7, -0.4, 1.1], dtype=torch.float64)
+    sigma = 0.05
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        y = fm(z_true)["y"] + sigma * torch.randn(n, generator=g, dtype=torch.float64)
+    return li.Analysis(fm, li.GaussianLikelihood(y, sigma**2 * torch.eye(n, dtype=torch.float64), name="obs")), z_true
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small networks train faster single-threaded on a shared machine; restored afterwards. Use with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

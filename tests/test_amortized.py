@@ -16,13 +16,7 @@ from latentinfer.amortized import AmortizedPosterior, simulate
 from latentinfer.priors import to_distribution
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small networks train faster single-threaded on a shared machine; restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -24,12 +24,7 @@ from latentinfer.amortized import AmortizedPosterior
 from latentinfer.amortized.importance import importance_weights, systematic_resample
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

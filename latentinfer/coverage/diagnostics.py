@@ -299,6 +299,17 @@ class HPDResult:
     coverage: np.ndarray  # (K,) empirical expected coverage at each level
 
 
+def _check_log_densities(log_density_truth, log_density_samples) -> tuple[np.ndarray, np.ndarray]:
+    """``(N,)`` log densities at the truths and ``(N, L)`` at the draws, checked: shapes agree, draws finite."""
+    lt = np.asarray(log_density_truth, dtype=np.float64).reshape(-1)
+    ls = np.asarray(log_density_samples, dtype=np.float64)
+    if ls.ndim != 2 or ls.shape[0] != lt.shape[0]:
+        raise LatentInferError(f"coverage: log densities of truth (N,) and draws (N, L) disagree: {lt.shape} vs {ls.shape}")
+    if not np.isfinite(ls).all():
+        raise LatentInferError("coverage: non-finite log density at posterior draws")
+    return lt, ls
+
+
 def run_hpd_coverage(log_density_truth, log_density_samples, grid: int = 101) -> HPDResult:
     """Expected coverage of highest-posterior-density regions.
 
@@ -306,12 +317,7 @@ def run_hpd_coverage(log_density_truth, log_density_samples, grid: int = 101) ->
     constant offset per run, e.g. an unnormalised log posterior) at the truth and at its own draws.
     ``c_i`` = fraction of draws denser than the truth.
     """
-    lt = np.asarray(log_density_truth, dtype=np.float64).reshape(-1)
-    ls = np.asarray(log_density_samples, dtype=np.float64)
-    if ls.ndim != 2 or ls.shape[0] != lt.shape[0]:
-        raise LatentInferError(f"coverage: log densities of truth (N,) and draws (N, L) disagree: {lt.shape} vs {ls.shape}")
-    if not np.isfinite(ls).all():
-        raise LatentInferError("coverage: non-finite log density at posterior draws")
+    lt, ls = _check_log_densities(log_density_truth, log_density_samples)
     cred = (ls > lt[:, None]).mean(1)  # -inf at the truth (outside support) -> 1: not covered at any level < 1
     levels = np.linspace(0.0, 1.0, grid)
     cov = (cred[None, :] <= levels[:, None]).mean(1)
@@ -361,12 +367,7 @@ def run_density_rank(log_density_truth, log_density_samples, *, seed: int = 0) -
     Inputs as :func:`run_hpd_coverage` (any constant offset per run). Ties are split at random, and the KS
     test uses the randomised continuous rank ``(r + U) / (L + 1)``, exactly ``U(0, 1)`` if calibrated.
     """
-    lt = np.asarray(log_density_truth, dtype=np.float64).reshape(-1)
-    ls = np.asarray(log_density_samples, dtype=np.float64)
-    if ls.ndim != 2 or ls.shape[0] != lt.shape[0]:
-        raise LatentInferError(f"coverage: log densities of truth (N,) and draws (N, L) disagree: {lt.shape} vs {ls.shape}")
-    if not np.isfinite(ls).all():
-        raise LatentInferError("coverage: non-finite log density at posterior draws")
+    lt, ls = _check_log_densities(log_density_truth, log_density_samples)
     if np.isnan(lt).any():
         raise LatentInferError("coverage: NaN log density at a true parameter")
     rng = np.random.default_rng(seed)

@@ -468,18 +468,13 @@ def _save_state(path, s: _Sampler, y, eps, T, out, meta, n_warm, adapted) -> Non
 
 
 def _load_state(path, meta):
-    path = Path(path)
-    if not path.is_file():
+    """The saved state (``{"info", "arrays"}``), or None when there is none, it is unreadable or from other settings."""
+    from .chain_state import load_chain_state
+
+    state = load_chain_state(path)  # same npz layout and version field as NUTS' chain states
+    if state is None or state["info"].get("version") != _STATE_VERSION or any(state["info"].get(k) != v for k, v in meta.items()):
         return None
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-        info = json.loads(str(arrays.pop("info")))
-    except (OSError, ValueError, KeyError):
-        return None
-    if info.get("version") != _STATE_VERSION or any(info.get(k) != v for k, v in meta.items()):
-        return None
-    return {"info": info, "arrays": arrays}
+    return state
 
 
 def _restore_state(s: _Sampler, state):
