@@ -71,6 +71,7 @@ _TOP: dict[str, tuple[Any, type | tuple[type, ...]]] = {
     "evidence": (None, (str, type(None))),
     "report": (True, bool),
     "cluster": (None, (dict, type(None))),
+    "coverage": (None, (str, type(None))),
     "name": ("", str),
 }
 

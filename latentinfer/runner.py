@@ -29,7 +29,7 @@ from .io import atomic_write_text, versions, write_json
 __all__ = ["build_analysis", "run_config", "write_run", "checkpoint_dir", "config_fingerprint"]
 
 #: Config keys that do not change the numbers of a run (left out of its fingerprint).
-_NOT_NUMBERS = ("cluster", "report", "name")
+_NOT_NUMBERS = ("cluster", "report", "name", "coverage")
 
 
 def build_analysis(cfg: Mapping[str, Any]) -> Analysis:
@@ -90,11 +90,27 @@ def run_config(cfg: Mapping[str, Any], out: str | os.PathLike, *, scheduler: str
     if cfg.get("evidence"):
         ev = analysis.evidence(post, method=cfg["evidence"], seed=int(inf.get("seed", 0)))
         extra["evidence"] = {"ln_z": ev.ln_z, "ln_z_err": ev.ln_z_err, "method": ev.method, "wall_seconds": ev.wall_seconds, "details": ev.details}
+    extra["coverage"] = coverage_status(cfg, method, out)
     summary = write_run(post, cfg, out, wall=time.perf_counter() - t0, extra=extra)
     shutil.rmtree(out / ".checkpoints", ignore_errors=True)
     if cfg.get("report", True):
         _write_report(out, analysis)
     return {"out": str(out), "method": method, "wall_seconds": summary["wall_seconds"], "posterior": post, "summary": summary}
+
+
+def coverage_status(cfg: Mapping[str, Any], method: str, out: str | os.PathLike) -> dict[str, Any]:
+    """Whether a coverage study of this config and method exists and passed: looked for in the config's ``coverage:``
+    folder, then in ``OUT/coverage`` (``latentinfer coverage CONFIG --method M --out OUT/coverage``). A study counts
+    only when its fingerprint (model, likelihoods, priors, method and its settings) matches."""
+    from .coverage.study import find_study
+
+    places = [p for p in (cfg.get("coverage"), Path(out) / "coverage") if p]
+    found = find_study(dict(cfg), method, places)
+    if found is None:
+        return {"study": None, "pass": None,
+                "note": f"no coverage study of this configuration with method {method} "
+                        f"(latentinfer coverage CONFIG --method {method} --n 500 --out {Path(out) / 'coverage'})"}
+    return found
 
 
 def _write_report(out: str | os.PathLike, analysis: Analysis) -> None:

@@ -117,3 +117,47 @@ def test_coverage_with_batched_chees_passes_on_a_linear_gaussian_model(tmp_path,
     assert main(args) == 0
     again = json.loads((out / "coverage.json").read_text())
     assert again["curves"] == rec["curves"]
+
+
+def test_run_says_whether_its_configuration_passed_a_coverage_study(tmp_path, capsys):
+    """A study made with ``--out RUN/coverage`` (or named by the config key ``coverage:``) is found by ``run`` when its
+    fingerprint (model, likelihoods, priors, method and its settings) matches: summary.json and the command say whether
+    it passed, and the report shows it. Changed settings do not match."""
+    from latentinfer.rundir import load_run
+    from latentinfer.report import write_report
+
+    cfg = _config(tmp_path, num_simulations=600, num_samples=200)
+    raw = yaml.safe_load(cfg.read_text())
+    raw["inference"]["method"] = "npe"
+    cfg.write_text(yaml.safe_dump(raw))
+    run = tmp_path / "run"
+    assert main(["coverage", str(cfg), "--method", "npe", "--n", "30", "--out", str(run / "coverage"), "--simulations", "600", "--draws", "50"]) == 0
+    capsys.readouterr()
+    other_sims = tmp_path / "cov900"  # a study with other simulations than the config's does not speak for it
+    assert main(["coverage", str(cfg), "--method", "npe", "--n", "30", "--out", str(other_sims), "--simulations", "900", "--draws", "50"]) == 0
+    raw_other = dict(raw, coverage=str(other_sims))
+    cfg_other = tmp_path / "other.yaml"
+    cfg_other.write_text(yaml.safe_dump(raw_other))
+    assert main(["run", str(cfg_other), "--out", str(tmp_path / "o9"), "--no-progress"]) == 0
+    assert json.loads((tmp_path / "o9" / "summary.json").read_text())["coverage"]["study"] is None
+    capsys.readouterr()
+    assert main(["run", str(cfg), "--out", str(run), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    summary = json.loads((run / "summary.json").read_text())
+    cov = summary["coverage"]
+    assert cov["study"] == str(run / "coverage") and cov["n"] == 30 and isinstance(cov["pass"], bool)
+    assert "coverage: this configuration" in text
+    page = write_report([run], tmp_path / "r.html").read_text()
+    assert "a coverage study: N = 30" in page
+    # more draws per run do not change the claim; fewer simulations do
+    raw["inference"]["num_samples"] = 300
+    raw["coverage"] = str(run / "coverage")  # the config names the study
+    cfg.write_text(yaml.safe_dump(raw))
+    assert main(["run", str(cfg), "--out", str(tmp_path / "more"), "--no-progress"]) == 0
+    assert json.loads((tmp_path / "more" / "summary.json").read_text())["coverage"]["study"] == str(run / "coverage")
+    raw["inference"]["num_simulations"] = 500
+    cfg.write_text(yaml.safe_dump(raw))  # still naming the study, which no longer matches
+    capsys.readouterr()
+    assert main(["run", str(cfg), "--out", str(tmp_path / "third"), "--no-progress"]) == 0
+    assert json.loads((tmp_path / "third" / "summary.json").read_text())["coverage"]["study"] is None
+    assert "coverage: no coverage study of this configuration with method npe" in capsys.readouterr().out

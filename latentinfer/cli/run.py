@@ -31,4 +31,10 @@ def _run(args) -> int:
         cfg["inference"]["progress"] = False
     result = run_config(cfg, args.out, scheduler=args.scheduler)
     print(f"wrote {result['out']} ({result['method']}, {result['wall_seconds']:.1f} s)")
+    cov = result["summary"].get("coverage") or {}
+    if cov.get("study"):
+        state = "passed" if cov.get("pass") else "FAILED"
+        print(f"coverage: this configuration {state} a coverage study (N = {cov.get('n')}, verdict {cov.get('verdict')}; {cov['study']})")
+    elif cov:
+        print(f"coverage: {cov.get('note')}")
     return 0

@@ -254,6 +254,7 @@ def run_coverage(
             "sbc_ranks": sbc.ranks.tolist(),
         },
         "settings": settings,
+        "fingerprint": study_fingerprint(_as_used(cfg, method, settings, sbi_settings), method),
         "parameters": names,
         "warning": None if n >= RECOMMENDED_RUNS[method] else f"N = {n} < {RECOMMENDED_RUNS[method]}: low power, not a coverage claim",
         "timing": {
@@ -268,6 +269,58 @@ def run_coverage(
     }
     write_json(out / "coverage.json", record)
     return record
+
+
+#: Settings that change how many draws or how fast, not what distribution a method targets or learns.
+_NOT_CALIBRATION = ("seed", "progress", "parallel", "chains", "draws", "warmup", "num_samples", "thin", "walkers", "jit")
+
+
+def study_fingerprint(cfg: dict, method: str) -> str:
+    """Hash of what decides a coverage claim: model, space, likelihoods, priors, emulator error, the method and the
+    settings that shape its posterior (NPE's simulations, embedding, ensemble; the samplers' target acceptance,
+    metric, precision; not seeds, chain counts or draw counts). A run of the same config and method has the same one."""
+    import hashlib
+
+    from ..inference import get_method
+
+    meth = get_method(method)
+    inf = dict(cfg.get("inference", {}))
+    own = {k: inf.get(k, meth.default(k)) for k in meth.settings if k not in _NOT_CALIBRATION}
+    keep = {k: cfg.get(k) for k in ("model", "space", "likelihoods", "prior", "priors", "emulator_error")}
+    plain = json.dumps({**keep, "method": method, "settings": own}, sort_keys=True, default=str)
+    return hashlib.sha256(plain.encode()).hexdigest()[:16]
+
+
+def _as_used(cfg: dict, method: str, settings: dict, sbi_settings: dict | None) -> dict:
+    """The config with the settings the study really used (``--simulations``, NPE options) in its inference block."""
+    import copy
+
+    used = copy.deepcopy(dict(cfg))
+    inf = dict(used.get("inference", {}))
+    inf["method"] = method
+    inf.update({k: v for k, v in settings.items() if k in inf})
+    inf.update({k: v for k, v in (sbi_settings or {}).items() if k in inf})
+    used["inference"] = inf
+    return used
+
+
+def find_study(cfg: dict, method: str, places) -> dict | None:
+    """The first ``coverage.json`` among ``places`` (folders) whose study fingerprint matches ``cfg`` and ``method``:
+    ``{"study": folder, "n", "pass", "verdict"}``, or None."""
+    want = study_fingerprint(cfg, method)
+    for place in places:
+        f = Path(place) / "coverage.json"
+        if not f.is_file():
+            continue
+        try:
+            rec = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if rec.get("fingerprint") == want:
+            verdict = rec.get("verdict") or {}
+            return {"study": str(Path(place)), "n": rec.get("n"), "pass": bool(rec.get("pass")),
+                    "verdict": verdict.get("overall"), "next_step": verdict.get("next_step")}
+    return None
 
 
 def load_record(out: str | os.PathLike) -> dict:

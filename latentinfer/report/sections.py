@@ -242,7 +242,14 @@ def _pngs(folder: Path, patterns=("*.png",), limit: int = 24) -> list[Path]:
 
 def coverage_section(run) -> str:
     if run.coverage is None:
-        return _na("no coverage.json in the run folder (latentinfer coverage)")
+        linked = (run.summary or {}).get("coverage") or {}
+        if linked.get("study"):
+            state = "passed" if linked.get("pass") else "failed"
+            cls = "good" if linked.get("pass") else "flag"
+            text = (f"this configuration {state} a coverage study: N = {linked.get('n')}, verdict {linked.get('verdict')} "
+                    f"({linked['study']})" + (f"; next step: {linked['next_step']}" if linked.get("next_step") and not linked.get("pass") else ""))
+            return f'<p class="{cls}">{esc(text)}</p>'
+        return _na(linked.get("note") or "no coverage.json in the run folder (latentinfer coverage)")
     out = [json_tables(run.coverage), json_block(run.coverage, "coverage.json")]
     figs = _pngs(run.path, ("coverage*.png", "sbc*.png", "tarp*.png", "hpd*.png")) + (_pngs(run.path / "coverage") if (run.path / "coverage").is_dir() else [])
     if figs:
