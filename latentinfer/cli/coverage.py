@@ -36,9 +36,13 @@ def _coverage(args) -> int:
         from ..errors import ConfigError
 
         raise ConfigError("coverage: cluster.slurm is not supported here yet; start the cluster and pass --scheduler")
+    inf = cfg["inference"]
+    # an NPE config's own estimator settings (embedding, ensemble) are what its coverage study must test
+    sbi = {k: inf[k] for k in ("embedding", "ensemble") if inf.get("method") == "npe" and inf.get(k) is not None}
     rec = run_coverage(
         cfg, args.method, args.n, args.out, workers=args.workers, seed=args.seed, num_draws=args.draws,
         num_simulations=args.simulations, backend=backend["backend"], scheduler=backend.get("scheduler"),
+        sbi_settings=sbi or None,
     )
     for name, v in rec["diagnostics"].items():
         print(f"{name:5s} {'PASS' if v['pass'] else 'FAIL'}")
