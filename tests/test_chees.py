@@ -15,7 +15,7 @@ import torch
 import latentinfer as li
 from conftest import check_exact, make_linear_gaussian, mlp_problem
 from latentinfer.errors import ConfigError, LatentInferError
-from latentinfer.inference.chees import batched_laplace, run_chees
+from latentinfer.inference.chees import OnePerGroup, batched_laplace, run_chees
 from latentinfer.program import LogDensity
 
 
@@ -122,7 +122,7 @@ def test_groups_with_their_own_data_reach_their_own_posteriors():
     z = torch.randn(G, 3, generator=gen, dtype=torch.float64)
     ys = z @ lg.A.T + lg.b + torch.randn(G, 20, generator=gen, dtype=torch.float64) @ L.T
     ld = LogDensity(an, data={"data": ys[:, None, :]})
-    u_map, cov, ok = batched_laplace(_PerGroup(ld), torch.zeros(G, 3, dtype=torch.float64))
+    u_map, cov, ok = batched_laplace(OnePerGroup(ld), torch.zeros(G, 3, dtype=torch.float64))
     assert bool(ok.all())
     u0 = u_map[:, None, :] + torch.randn(G, K, 3, generator=gen, dtype=torch.float64) @ torch.linalg.cholesky(cov).transpose(-1, -2)
     res = run_chees(ld.value_and_grad, u0, cov, warmup=300, draws=200, seed=1)
@@ -135,20 +135,6 @@ def test_groups_with_their_own_data_reach_their_own_posteriors():
         se = np.sqrt(np.diag(S.numpy()) / (draws.shape[0] / 4))  # ESS >= N / 4 per group, generously
         assert np.all(np.abs(draws.mean(0) - mu) < 4 * se), (g, draws.mean(0), mu)
         assert np.all(np.abs(draws.var(0) / np.diag(S.numpy()) - 1) < 0.15)
-
-
-class _PerGroup:
-    """A LogDensity whose data carry a chain axis, seen with one point per group ``(G, n)``."""
-
-    def __init__(self, ld):
-        self.ld = ld
-
-    def __call__(self, u):
-        return self.ld(u[:, None, :])[:, 0]
-
-    def value_and_grad(self, u):
-        lp, g = self.ld.value_and_grad(u[:, None, :])
-        return lp[:, 0], g[:, 0]
 
 
 def test_bad_input_one_line(problem):

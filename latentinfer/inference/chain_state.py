@@ -21,7 +21,8 @@ import torch
 
 from ..io import atomic_write_bytes
 
-__all__ = ["rng_state_arrays", "set_rng_state_arrays", "save_chain_state", "load_chain_state", "restore_kernel"]
+__all__ = ["rng_state_arrays", "set_rng_state_arrays", "save_chain_state", "load_chain_state", "restore_kernel", "write_state",
+           "checkpoint_seconds"]
 
 _VERSION = 1
 
@@ -72,10 +73,20 @@ def save_chain_state(path: str | os.PathLike, kernel, params: dict[str, torch.Te
         "n_draws": len(next(iter(draws.values()), [])),
         **meta,
     }
-    arrays["info"] = np.asarray(json.dumps(info))
+    write_state(path, arrays, info)
+
+
+def write_state(path: str | os.PathLike, arrays: dict[str, np.ndarray], info: dict[str, Any]) -> None:
+    """One checkpoint file: ``arrays`` and the JSON ``info`` in an npz (no pickle), written atomically; read back by
+    :func:`load_chain_state`."""
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    np.savez(buf, **arrays, info=np.asarray(json.dumps(info)))
     atomic_write_bytes(path, buf.getvalue())
+
+
+def checkpoint_seconds() -> float:
+    """Seconds between mid-chain checkpoints: ``$LATENTINFER_CHECKPOINT_SECONDS``, default 30."""
+    return float(os.environ.get("LATENTINFER_CHECKPOINT_SECONDS", "30"))
 
 
 def load_chain_state(path: str | os.PathLike) -> dict[str, Any] | None:

@@ -26,8 +26,6 @@ warmup and every ``$LATENTINFER_CHECKPOINT_SECONDS`` of sampling; a resumed run 
 
 from __future__ import annotations
 
-import io
-import json
 import math
 import os
 import time
@@ -38,10 +36,10 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, LatentInferError
-from ..io import atomic_write_bytes
 from .base import InferenceMethod, build_posterior, register_method
+from .chain_state import checkpoint_seconds, load_chain_state, write_state
 
-__all__ = ["ChEESMethod", "batched_laplace", "run_chees", "WINDOW"]
+__all__ = ["ChEESMethod", "OnePerGroup", "batched_laplace", "run_chees", "sample_groups", "WINDOW"]
 
 WINDOW = 25
 METRIC_TOL = 0.35
@@ -49,6 +47,7 @@ STEP_TOL = 0.15
 LENGTH_TOL = 0.25
 RHAT_TOL = 1.1
 MAX_STEPS = 256
+_DTYPES = {"float64": torch.float64, "float32": torch.float32}  # the setting precision
 _STATE_VERSION = 1
 
 
@@ -148,6 +147,13 @@ class _Sampler:
         return lp, g @ self.L  # grad_y = L^T grad_x (row vectors)
 
     # -- one transition ------------------------------------------------------------------------------------------
+    def leapfrog(self, y, p, g, e):
+        """One leapfrog step of size ``e (G, 1, 1)`` from ``(y, p, grad)``; returns ``(y, p, lp, grad)`` at its end."""
+        ph = p + 0.5 * e * g
+        yn = y + e * ph
+        lpn, gn = self.potential(yn)
+        return yn, ph + 0.5 * e * gn, lpn, gn
+
     def transition(self, y, lp, g, eps, n_steps):
         """One HMC transition of every chain: group ``g`` takes ``n_steps[g]`` leapfrog steps of size ``eps[g]``.
 
@@ -159,17 +165,13 @@ class _Sampler:
         yq, pq, gq, lpq = y, p0, g, lp
         for j in range(int(n_steps.max())):
             active = (j < n_steps)[:, None, None]
-            ph = pq + 0.5 * e * gq
-            yn = yq + e * ph
-            lpn, gn = self.potential(yn)
-            pn = ph + 0.5 * e * gn
+            yn, pn, lpn, gn = self.leapfrog(yq, pq, gq, e)
             yq = torch.where(active, yn, yq)
             pq = torch.where(active, pn, pq)
             gq = torch.where(active, gn, gq)
             lpq = torch.where(active[..., 0], lpn, lpq)
         h1 = -lpq + 0.5 * (pq * pq).sum(-1)
-        dh = h1 - h0
-        dh = torch.where(torch.isfinite(dh), dh, torch.full_like(dh, math.inf))
+        dh = _energy_error(h0, h1)
         accept_prob = torch.exp(torch.clamp(-dh, max=0.0))
         diverging = dh > 1000.0
         u = torch.rand(accept_prob.shape, generator=self.gen, dtype=self.dtype)
@@ -179,6 +181,12 @@ class _Sampler:
         g_new = torch.where(acc[..., None], gq, g)
         energy = torch.where(acc, h1, h0)
         return y_new, lp_new, g_new, yq, pq, accept_prob, diverging, energy
+
+
+def _energy_error(h0: torch.Tensor, h1: torch.Tensor) -> torch.Tensor:
+    """``h1 - h0``, infinite where it is not finite (a proposal that left the support is never accepted)."""
+    dh = h1 - h0
+    return torch.where(torch.isfinite(dh), dh, torch.full_like(dh, math.inf))
 
 
 def _chees_gradient(y0, yq, pq, accept_prob, t):
@@ -200,13 +208,9 @@ def _initial_step(sampler, y, lp, g) -> torch.Tensor:
     direction = None
     for _ in range(30):
         p = torch.randn(y.shape, generator=sampler.gen, dtype=sampler.dtype)
-        e = eps[:, None, None]
-        ph = p + 0.5 * e * g
-        yn = y + e * ph
-        lpn, gn = sampler.potential(yn)
-        pn = ph + 0.5 * e * gn
-        dh = (-lpn + 0.5 * (pn * pn).sum(-1)) - (-lp + 0.5 * (p * p).sum(-1))
-        a = torch.exp(torch.clamp(-torch.nan_to_num(dh, nan=math.inf), max=0.0)).mean(1)
+        _, pn, lpn, _ = sampler.leapfrog(y, p, g, eps[:, None, None])
+        dh = _energy_error(-lp + 0.5 * (p * p).sum(-1), -lpn + 0.5 * (pn * pn).sum(-1))
+        a = torch.exp(torch.clamp(-dh, max=0.0)).mean(1)
         d = torch.where(a > 0.5, 1.0, -1.0)
         if direction is None:
             direction = d
@@ -299,8 +303,7 @@ def run_chees(
     state = _load_state(state_path, meta) if state_path is not None else None
     bar = tqdm(total=warmup + draws, desc="chees", disable=not progress, leave=False)
     if state is None:
-        mu = u_start.mean(1) if K > 1 else u_start[:, 0]
-        s.set_metric(u_start.new_zeros(G, n) + mu, cov_start)
+        s.set_metric(u_start.mean(1), cov_start)
         y = s.to_y(u_start)
         lp, g = s.potential(y)
         if not bool(torch.isfinite(lp).all()):
@@ -331,7 +334,7 @@ def run_chees(
         out["n_steps"].append(np.broadcast_to(ns.numpy()[:, None], (G, K)).copy())
         out["energy"].append(energy.numpy())
         bar.update()
-        if state_path is not None and time.monotonic() - last >= float(os.environ.get("LATENTINFER_CHECKPOINT_SECONDS", "30")):
+        if state_path is not None and time.monotonic() - last >= checkpoint_seconds():
             _save_state(state_path, s, y, eps, T, out, meta, n_warm, adapted)
             last = time.monotonic()
     bar.close()
@@ -387,10 +390,6 @@ def _warmup(s: _Sampler, y, lp, g, warmup: int, min_warmup: int, bar):
             rhat = np.stack([_split_rhat(both[gi].numpy()) for gi in range(G)])
             last_window = xs
             now = (da.log_eps_bar.clone(), log_t_bar)
-            if os.environ.get("LATENTINFER_DEBUG_CHEES"):
-                print(f"window end {i}: done {int(done.sum())}/{G}, metric change {change[:4].tolist()} (tolerance "
-                      f"{tol[:4].tolist()}), log eps {now[0][:4].tolist()}, log T {now[1][:4].tolist()}, max rhat "
-                      f"{rhat.max(-1)[:4].tolist()}, accept {a.mean().item():.3f}")
             if prev is not None and i >= min_warmup:
                 ok = (change < tol) & ((now[0] - prev[0]).abs() < STEP_TOL) & ((now[1] - prev[1]).abs() < LENGTH_TOL)
                 ok = ok & torch.as_tensor((rhat < RHAT_TOL).all(-1)) & ~done
@@ -460,17 +459,11 @@ def _save_state(path, s: _Sampler, y, eps, T, out, meta, n_warm, adapted) -> Non
               "rng": s.gen.get_state().numpy(), "adapted": np.asarray(adapted, dtype=bool)}
     for k, v in out.items():
         arrays[f"out/{k}"] = np.stack(v, 0) if v else np.zeros((0,))
-    info = {"version": _STATE_VERSION, **meta, "n_draws": len(out["u"]), "warmup_iterations": int(n_warm)}
-    arrays["info"] = np.asarray(json.dumps(info))
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
+    write_state(path, arrays, {"version": _STATE_VERSION, **meta, "n_draws": len(out["u"]), "warmup_iterations": int(n_warm)})
 
 
 def _load_state(path, meta):
     """The saved state (``{"info", "arrays"}``), or None when there is none, it is unreadable or from other settings."""
-    from .chain_state import load_chain_state
-
     state = load_chain_state(path)  # same npz layout and version field as NUTS' chain states
     if state is None or state["info"].get("version") != _STATE_VERSION or any(state["info"].get(k) != v for k, v in meta.items()):
         return None
@@ -500,7 +493,7 @@ class ChEESMethod(InferenceMethod):
 
         if s["chains"] < 2:
             raise ConfigError(f"inference method 'chees': key 'chains' must be >= 2, got {s['chains']}")
-        dtype = {"float64": torch.float64, "float32": torch.float32}[s["precision"]]
+        dtype = _DTYPES[s["precision"]]
         ld = LogDensity(analysis, dtype=dtype)
         threads = torch.get_num_threads()
         # small batches: one thread is as fast and does not spin against other processes (same arithmetic as NUTS)
@@ -547,6 +540,21 @@ def _start(analysis, ld, chains: int, seed: int, init: str) -> tuple[torch.Tenso
     return u, cov[0]
 
 
+class OnePerGroup:
+    """A :class:`~latentinfer.program.LogDensity` whose data carry a group axis ``(G, 1, n_data)``, seen at one point
+    per group, ``u (G, n)`` (what :func:`batched_laplace` evaluates)."""
+
+    def __init__(self, ld):
+        self.ld = ld
+
+    def __call__(self, u):
+        return self.ld(u[:, None, :])[:, 0]
+
+    def value_and_grad(self, u):
+        lp, g = self.ld.value_and_grad(u[:, None, :])
+        return lp[:, 0], g[:, 0]
+
+
 def sample_groups(analysis, data, *, chains: int = 4, warmup: int = 1000, draws: int = 100, seed: int = 0,
                   target_accept: float = 0.8, precision: str = "float64", state_path=None) -> dict[str, Any]:
     """ChEES-HMC on ``G`` data sets at once: ``data = {likelihood: (G, n_data)}``; ``chains`` chains per data set.
@@ -562,12 +570,13 @@ def sample_groups(analysis, data, *, chains: int = 4, warmup: int = 1000, draws:
     G = int(next(iter(data.values())).shape[0])
     if chains < 2:
         raise ConfigError(f"chees: needs at least 2 chains per data set, got {chains}")
-    dtype = {"float64": torch.float64, "float32": torch.float32}[precision]
-    ld = LogDensity(analysis, dtype=dtype, data={k: v[:, None, :] for k, v in data.items()})
-    ld1 = LogDensity(analysis, dtype=dtype, data=data)  # one point per group: (G, n)
+    dtype = _DTYPES[precision]
+    grouped = {k: v[:, None, :] for k, v in data.items()}  # (G, 1, n_data): broadcasts over each group's points
+    ld = LogDensity(analysis, dtype=dtype, data=grouped)
+    ld64 = ld if dtype == analysis.dtype else LogDensity(analysis, data=grouped)
     draws0 = analysis.sample_prior(G, seed=seed)
     u0 = analysis.unconstrain({k: draws0[k] for k in ld.names}, ld.transforms).detach().reshape(G, ld.n)
-    u_map, cov, ok = batched_laplace(ld1, u0)
+    u_map, cov, ok = batched_laplace(OnePerGroup(ld), u0)
     if bool(ok.any()) and not bool(ok.all()):  # no usable Hessian: borrow the other data sets' mean covariance
         cov = torch.where(ok[:, None, None], cov, cov[ok].mean(0))
     gen = torch.Generator().manual_seed(int(seed) % (2**63))
@@ -575,23 +584,21 @@ def sample_groups(analysis, data, *, chains: int = 4, warmup: int = 1000, draws:
     u_start = u_map[:, None, :] + torch.randn(G, chains, ld.n, generator=gen, dtype=analysis.dtype) @ Lc.transpose(-1, -2)
     res = run_chees(ld.value_and_grad, u_start, cov, warmup=warmup, draws=draws, seed=seed, target_accept=target_accept,
                     state_path=state_path)
-    ld64 = LogDensity(analysis, data={k: v[:, None, None, :] for k, v in data.items()})
+
+    def log_target_at(values: np.ndarray) -> np.ndarray:
+        """Log posterior (constrained space) of ``values (G, ..., n)`` under each group's data, in float64."""
+        v = torch.as_tensor(values, dtype=analysis.dtype)
+        flat = v.reshape(G, -1, v.shape[-1])  # (G, m, n): the layout the data broadcast over
+        cols = [flat[..., i] for i in range(flat.shape[-1])]
+        with torch.no_grad():
+            return ld64.log_joint(cols, flat.shape[:-1]).reshape(v.shape[:-1]).numpy()
+
     u = torch.as_tensor(res["u"], dtype=analysis.dtype)
     with torch.no_grad():
         xs, _ = ld64.constrain(u)
-        res["log_target"] = (ld64.log_prior(xs) + sum(ld64.log_likelihood(xs, u.shape[:-1]).values())).numpy()
     res["constrained"] = torch.stack(xs, -1).numpy()
+    res["log_target"] = log_target_at(res["constrained"])
     res["names"] = list(ld.names)
     res["laplace_ok"] = ok.numpy()
-
-    def log_target_at(values: np.ndarray) -> np.ndarray:
-        """Log posterior of constrained ``values (G, ..., n)`` under each group's data."""
-        v = torch.as_tensor(values, dtype=analysis.dtype)
-        extra = v.dim() - 2
-        ldv = LogDensity(analysis, data={k: d.reshape((G,) + (1,) * extra + d.shape[-1:]) for k, d in data.items()})
-        cols = [v[..., i] for i in range(v.shape[-1])]
-        with torch.no_grad():
-            return (ldv.log_prior(cols) + sum(ldv.log_likelihood(cols, v.shape[:-1]).values())).numpy()
-
     res["log_target_at"] = log_target_at
     return res

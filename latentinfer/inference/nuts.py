@@ -10,7 +10,6 @@ with the same numbers as an uninterrupted one. Finished chains are checkpointed 
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -22,13 +21,10 @@ from pyro.infer.autoguide.initialization import init_to_value
 
 from ..execution import default_workers, map_tasks
 from .base import InferenceMethod, build_posterior, chain_seeds, register_method
+from .chain_state import checkpoint_seconds as _checkpoint_seconds
 from .chain_state import load_chain_state, restore_kernel, save_chain_state
 
 __all__ = ["NUTSMethod", "run_chain"]
-
-
-def _checkpoint_seconds() -> float:
-    return float(os.environ.get("LATENTINFER_CHECKPOINT_SECONDS", "30"))
 
 
 def run_chain(task) -> dict:

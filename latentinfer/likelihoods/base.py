@@ -204,6 +204,7 @@ class Likelihood(torch.nn.Module):
             W = torch.linalg.solve_triangular(self.scale_tril.to(torch.float64), eye, upper=False)
             cache.clear()
             cache[key] = W.to(dtype).contiguous()
+            cache["log_norm"] = self.log_normalisation()  # with the factor it belongs to, not per call
         return cache[key]
 
     def fast_log_prob(self, theory, nuisance, data: torch.Tensor | None = None) -> torch.Tensor:
@@ -215,7 +216,7 @@ class Likelihood(torch.nn.Module):
         W = self.whitener(mean.dtype)
         r = d.to(mean.dtype) - mean
         w = r @ W.T
-        return -0.5 * (w * w).sum(-1) + self.log_normalisation()
+        return -0.5 * (w * w).sum(-1) + self.__dict__["_whiteners"]["log_norm"]
 
     def log_normalisation(self) -> float:
         """``-0.5 log det(2 pi C)``: the constant that separates :meth:`log_prob` from ``-chi2 / 2``."""

@@ -52,7 +52,7 @@ class LogDensity:
         self.names = list(analysis.parameter_names)
         self.n = len(self.names)
         self.transforms = analysis.transforms()
-        self._identity = [type(self.transforms[n]).__name__ == "_IdentityTransform" or _is_identity(self.transforms[n]) for n in self.names]
+        self._identity = [_is_identity(self.transforms[n]) for n in self.names]
         idx = {n: i for i, n in enumerate(self.names)}
         bd = self.base_dtype
         # inputs of the forward model: a sampled index or a fixed value
@@ -169,6 +169,10 @@ class LogDensity:
                 out[lik.name] = lik.distribution(theory, nuisance).log_prob(d)
         return out
 
+    def log_joint(self, xs: list[torch.Tensor], batch_shape) -> torch.Tensor:
+        """``log p(theta) + log p(data | theta)`` at constrained values ``xs`` (no Jacobian), in the analysis' dtype."""
+        return self.log_prior(xs) + sum(v.to(self.base_dtype) for v in self.log_likelihood(xs, batch_shape).values())
+
     # -- the density -------------------------------------------------------------------------------------------
     def __call__(self, u: torch.Tensor) -> torch.Tensor:
         """Log density ``(...)`` at unconstrained ``u (..., n_params)``."""
@@ -176,10 +180,7 @@ class LogDensity:
         if u.shape[-1] != self.n:
             raise LatentInferError(f"LogDensity: u needs {self.n} values {self.names} in its last axis, got shape {tuple(u.shape)}")
         xs, logdet = self.constrain(u)
-        total = self.log_prior(xs) + logdet
-        for v in self.log_likelihood(xs, u.shape[:-1]).values():
-            total = total + v.to(self.base_dtype)
-        return total
+        return self.log_joint(xs, u.shape[:-1]) + logdet
 
     def value_and_grad(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(log density (...), gradient (..., n))`` at ``u``, detached."""
