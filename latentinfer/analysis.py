@@ -16,7 +16,7 @@ from pyro import poutine
 from torch.distributions import biject_to
 
 from .errors import ConfigError, LatentInferError
-from .forward import ForwardModel
+from .bundle.forward import ForwardModel
 from .likelihoods.base import Likelihood
 from .priors import centre, check_spec, fixed_value, is_fixed, restrict, to_distribution
 

@@ -20,7 +20,7 @@ from typing import Any
 import pyro.distributions as dist
 import torch
 
-from .card import _normal_mass, check_prior
+from .bundle.card import _normal_mass, check_prior
 from .errors import ConfigError
 
 __all__ = [

@@ -22,7 +22,7 @@ def _print_table(rows: dict[str, str]) -> None:
 
 
 def _models(args) -> int:
-    from ..card import list_models  # torch-free half of latentinfer.bundle
+    from ..bundle.card import list_models  # torch-free
 
     _print_table(list_models())
     return 0

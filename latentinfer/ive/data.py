@@ -25,6 +25,8 @@ import torch
 from scipy.interpolate import CubicSpline
 
 from ..errors import DataError
+from ..bundle.nets import Normaliser  # the runtime half of the target space lives with the decoders
+from ..grid import ELL_MAX, ELL_MIN, SPECTRA, corpus_ell_grid, ell_grid
 
 __all__ = [
     "SPECTRA",
@@ -42,19 +44,7 @@ __all__ = [
     "Normaliser",
 ]
 
-SPECTRA = ("TT", "TE", "EE", "PP")
-ELL_MIN, ELL_MAX = 2, 3200
 _KEYS = ("params", "names", "box_low", "box_high", "ell", "TT", "TE", "EE", "PP", "derived", "derived_names", "ok")
-
-
-def ell_grid() -> np.ndarray:
-    """Every integer multipole 2..3200 (3199 values): the decoder's output grid."""
-    return np.arange(ELL_MIN, ELL_MAX + 1)
-
-
-def corpus_ell_grid() -> np.ndarray:
-    """The stored corpus grid: every ell 2..49, then every even ell 50..3200 (1624 values)."""
-    return np.concatenate([np.arange(2, 50), np.arange(50, ELL_MAX + 1, 2)])
 
 
 @dataclass
@@ -185,50 +175,3 @@ def spline_to_integer(ell: np.ndarray, rows: np.ndarray, out_ell: np.ndarray | N
 def full_spectra(c: Corpus) -> dict[str, np.ndarray]:
     """The corpus spectra at every integer ell 2..3200: ``{name: (N, 3199)}`` (D_ell in muK^2; PP dimensionless)."""
     return {k: spline_to_integer(c.ell, v) for k, v in c.spectra.items()}
-
-
-class Normaliser(torch.nn.Module):
-    """Forward map D_ell -> standardised targets ``x`` and the differentiable inverse ``x -> D_ell``.
-
-    Buffers (all float64, shape (3199,) each): ``ref_<S>`` (reference: training mean of the transformed
-    spectrum) and ``scale_<S>`` (per-ell standard deviation), for S in TT, TE, EE, PP.
-    """
-
-    def __init__(self, ref: Mapping[str, np.ndarray | torch.Tensor], scale: Mapping[str, np.ndarray | torch.Tensor]):
-        super().__init__()
-        for k in SPECTRA:
-            self.register_buffer(f"ref_{k}", torch.as_tensor(np.asarray(ref[k]), dtype=torch.float64))
-            self.register_buffer(f"scale_{k}", torch.as_tensor(np.asarray(scale[k]), dtype=torch.float64))
-
-    @staticmethod
-    def transform(D: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """log D for TT, EE, PP; TE / sqrt(TT * EE) for TE (numpy, any leading shape)."""
-        return {"TT": np.log(D["TT"]), "EE": np.log(D["EE"]), "PP": np.log(D["PP"]),
-                "TE": D["TE"] / np.sqrt(D["TT"] * D["EE"])}
-
-    @classmethod
-    def fit(cls, D: Mapping[str, np.ndarray]) -> "Normaliser":
-        t = cls.transform(D)
-        return cls({k: t[k].mean(0) for k in SPECTRA}, {k: t[k].std(0) + 1e-12 for k in SPECTRA})
-
-    def ref(self, k: str) -> torch.Tensor:
-        return getattr(self, f"ref_{k}")
-
-    def scale(self, k: str) -> torch.Tensor:
-        return getattr(self, f"scale_{k}")
-
-    def encode(self, D: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """D_ell dict -> standardised targets ``x`` (numpy float64)."""
-        t = self.transform(D)
-        return {k: (t[k] - self.ref(k).numpy()) / self.scale(k).numpy() for k in SPECTRA}
-
-    def decode(self, x: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Standardised targets ``x`` (torch, (..., 3199)) -> D_ell (TT, TE, EE in muK^2; PP dimensionless)."""
-        t = {k: x[k] * self.scale(k).to(x[k].dtype) + self.ref(k).to(x[k].dtype) for k in SPECTRA}
-        TT, EE = torch.exp(t["TT"]), torch.exp(t["EE"])
-        return {"TT": TT, "TE": t["TE"] * torch.sqrt(TT * EE), "EE": EE, "PP": torch.exp(t["PP"])}
-
-    def jacobian_diag(self, D: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """dD/dx per ell at spectra ``D`` (diagonal, for noise weighting): D*scale for logs, sqrt(TT EE)*scale for TE."""
-        return {"TT": D["TT"] * self.scale_TT.numpy(), "EE": D["EE"] * self.scale_EE.numpy(),
-                "PP": D["PP"] * self.scale_PP.numpy(), "TE": np.sqrt(D["TT"] * D["EE"]) * self.scale_TE.numpy()}

@@ -16,37 +16,11 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import TrainConfig
-from .model import IVE, mlp
-from .train import NoiseChi2, Prepared, Split, staged_fit, torch_threads
+from ..bundle.nets import PhysicalMap
+from .model import IVE
+from .train import NoiseChi2, Prepared, Split, _theta, staged_fit, torch_threads
 
 __all__ = ["PhysicalMap", "train_physical", "evaluate_physical"]
-
-
-class PhysicalMap(torch.nn.Module):
-    """``theta (..., p)`` in physical units -> rescaled latents ``z (..., d)``."""
-
-    def __init__(self, low: np.ndarray, high: np.ndarray, d: int, hidden: list[int], activation: str = "silu"):
-        super().__init__()
-        self.register_buffer("low", torch.as_tensor(np.asarray(low), dtype=torch.float32))
-        self.register_buffer("high", torch.as_tensor(np.asarray(high), dtype=torch.float32))
-        self.net = mlp(len(low), hidden, d, activation)
-
-    def forward(self, theta: torch.Tensor) -> torch.Tensor:
-        u = 2 * (theta.to(self.low.dtype) - self.low) / (self.high - self.low) - 1
-        return self.net(u)
-
-    @torch.no_grad()
-    def change_basis(self, shift: torch.Tensor, A: torch.Tensor) -> None:
-        """Output ``A (z - shift)`` instead of ``z`` (folded into the last linear layer; exact)."""
-        last: torch.nn.Linear = self.net[-1]
-        A = torch.as_tensor(A, dtype=torch.float64)
-        w, b = last.weight.double(), last.bias.double()
-        last.weight.copy_(A @ w)
-        last.bias.copy_(A @ (b - torch.as_tensor(shift, dtype=torch.float64)))
-
-
-def _theta(sp: Split) -> torch.Tensor:
-    return torch.as_tensor(sp.corpus.params, dtype=torch.float32)
 
 
 @torch.no_grad()

@@ -18,10 +18,11 @@ import yaml
 from ..io import atomic_write_bytes, sha256_file, to_jsonable, versions, write_json
 from .accuracy import GOAL, bundle_accuracy, check_accuracy, run_accuracy
 from .basis import set_latent_basis
-from .bundle import UNITS, write_ive_bundle
+from ..bundle.ive import write_ive_bundle
+from ..grid import UNITS
 from .config import TrainConfig
 from .data import ELL_MAX, ELL_MIN, SPECTRA
-from .errorcov import fit_error_cov
+from ..bundle.errorcov import fit_error_cov
 from .physical import train_physical
 from .train import NoiseChi2, Prepared, Split, prepare, prior_ranges, torch_threads, train_ive
 

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from .config import TrainConfig
 from .data import SPECTRA, Corpus, Normaliser, concat_corpora, ell_grid, embed_lcdm, full_spectra, load_corpus
+from ..bundle.nets import PhysicalMap
 from .model import IVE, PCAExpansion, fit_pca
 from .noise import knox_sigma
 
@@ -55,6 +56,11 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.corpus)
+
+
+def _theta(sp: Split) -> torch.Tensor:
+    """The split's physical parameters (corpus units), float32 ``(N, p)``: the physical map's inputs."""
+    return torch.as_tensor(sp.corpus.params, dtype=torch.float32)
 
 
 @dataclass
@@ -288,7 +294,6 @@ def _train_decoder_first(prep: Prepared, cfg: TrainConfig) -> tuple[IVE, dict]:
     spectra's chi^2; (2) with both frozen, the encoder on the beta-VAE objective through the decoder (sampled
     latents, chi^2 + beta KL) plus ``joint_physical`` times the squared distance of its mean to the map's latents.
     Each part gets half of ``max_minutes``."""
-    from .physical import PhysicalMap, _theta
 
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -338,7 +343,6 @@ def _train_ive(prep: Prepared, cfg: TrainConfig) -> tuple[IVE, dict]:
     pmap, joint = None, cfg.joint_physical > 0
     params = [p for p in model.parameters() if p.requires_grad]
     if joint:  # the physical map trains with the IVE: the decoder learns from exact parameters as well
-        from .physical import PhysicalMap, _theta
 
         pmap = PhysicalMap(tr.corpus.box_low, tr.corpus.box_high, cfg.latent_dim, cfg.physical_hidden, cfg.activation)
         params += list(pmap.parameters())

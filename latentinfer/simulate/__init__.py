@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..execution import map_tasks
 from ..io import atomic_write_bytes
-from ..ive.data import corpus_ell_grid
+from ..grid import corpus_ell_grid
 from .camb_runner import DERIVED_NAMES, camb_spectra, run_chunk
 from .design import BOXES, SEEDS, parse_box, parse_rows, sobol_design
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..ive.data import corpus_ell_grid
+from ..grid import corpus_ell_grid
 
 __all__ = ["camb_spectra", "run_chunk", "DERIVED_NAMES", "LMAX"]
 
