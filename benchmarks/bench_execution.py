@@ -15,8 +15,8 @@ import torch
 from latentinfer import Analysis, ForwardModel, GaussianLikelihood
 from latentinfer.config import INFERENCE_DEFAULTS
 from latentinfer.execution import default_workers, map_tasks
-from latentinfer.inference.base import chain_seeds
-from latentinfer.inference.nuts import run_chain
+from latentinfer.methods.base import chain_seeds
+from latentinfer.methods.nuts import run_chain
 
 
 def _analysis(d: int = 2, n: int = 6) -> Analysis:

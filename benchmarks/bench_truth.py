@@ -51,7 +51,7 @@ def run(quick: bool = True) -> list[dict]:
 def _run(quick: bool) -> list[dict]:
     from latentinfer.amortized import simulate, split_data
     from latentinfer.coverage.study import _task_mcmc_vi, _task_npe
-    from latentinfer.inference import build_posterior
+    from latentinfer.posterior import build_posterior
 
     rows = []
     d, n = 4, 50

@@ -1,10 +1,10 @@
 """latentinfer: Bayesian inference with the decoders of interpretable variational encoders as forward models.
 
-The pipeline, one station per module::
+The pipeline, one station per package (arrows point one way; see the README's "Layout")::
 
-    simulate (CAMB) -> ive (train, interpret, bundle) -> forward (ForwardModel) -> likelihoods
-    -> analysis (one Pyro program) -> inference (NUTS, emcee, VI, SBI) -> posterior (arviz)
-    -> evidence / coverage / tension -> report
+    simulate (CAMB) -> ive (training, scans) -> bundle (runtime decoders, ForwardModel) -> likelihoods
+    -> program (one Pyro program, its log density) -> methods (NUTS, ChEES, emcee, VI, NPE, NLE, NRE)
+    -> posterior (arviz) -> diagnostics / evidence / coverage / tension -> report, cli
 
 The public names below are imported on first use (a module ``__getattr__``, as scipy and sbi do), so that
 ``import latentinfer`` and the quick CLI commands (``--help``, ``models``, ``likelihoods``) do not pay for
@@ -22,7 +22,8 @@ __version__ = "0.1.0"
 # public name -> submodule that defines it (imported on first access)
 _LAZY = {
     "Analysis": "analysis",
-    "ForwardModel": "forward",
+    "ForwardModel": "bundle",
+    "Program": "program",  # the program without the front door (not in __all__: the public front is Analysis)
     "GaussianLikelihood": "likelihoods",
     "LatentInferError": "errors",
     "Likelihood": "likelihoods",

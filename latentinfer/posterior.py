@@ -12,9 +12,10 @@ import arviz as az
 import numpy as np
 
 from .errors import LatentInferError
-from .io import atomic_write_bytes, to_jsonable
+from .io import to_jsonable, versions
+from .io import default_mode
 
-__all__ = ["Posterior"]
+__all__ = ["Posterior", "build_posterior"]
 
 _SUMMARY_KEYS = ("mean", "sd", "hdi_3%", "hdi_97%", "r_hat", "ess_bulk", "ess_tail", "mcse_mean")
 
@@ -130,7 +131,6 @@ class Posterior:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         try:
-            from .io import default_mode
 
             self.idata.to_netcdf(tmp, engine="h5netcdf")
             os.chmod(tmp, default_mode())
@@ -159,3 +159,57 @@ def _attr(v: Any) -> Any:
     if isinstance(v, (str, int, float)) and not isinstance(v, bool):
         return v
     return json.dumps(to_jsonable(v))
+
+
+def build_posterior(
+    analysis,
+    samples: Mapping[str, np.ndarray],
+    *,
+    method: str,
+    settings: Mapping[str, Any],
+    sample_stats: Mapping[str, np.ndarray] | None = None,
+    extra_attrs: Mapping[str, Any] | None = None,
+    log_density=None,
+) -> Posterior:
+    """Attach log-likelihoods (one variable per likelihood), observed data and provenance to ``samples``.
+
+    ``samples`` maps every parameter of ``analysis`` to an array ``(chain, draw)`` in constrained space.
+    ``log_density``: a float64 :class:`~latentinfer.program.LogDensity` of ``analysis`` to evaluate them with (the
+    same numbers to float rounding, without a Pyro trace); default: the Pyro program.
+    """
+    import torch
+
+    names = analysis.parameter_names
+    shape = np.asarray(samples[names[0]]).shape
+    flat = {n: torch.as_tensor(np.asarray(samples[n]).reshape(-1), dtype=analysis.dtype) for n in names}
+    loglik, lp = {}, []
+    with torch.no_grad():
+        for start in range(0, flat[names[0]].shape[0], 4096):
+            chunk = {n: v[start : start + 4096] for n, v in flat.items()}
+            if log_density is not None:
+                xs = [chunk[n] for n in log_density.names]
+                parts = log_density.log_likelihood(xs, xs[0].shape)
+                for k, v in parts.items():
+                    loglik.setdefault(k, []).append(v.to(analysis.dtype).expand(chunk[names[0]].shape))
+                lp.append((log_density.log_prior(xs) + sum(v.to(analysis.dtype) for v in parts.values())).expand(chunk[names[0]].shape))
+                continue
+            for k, v in analysis.log_likelihoods(chunk).items():
+                loglik.setdefault(k, []).append(v.expand(chunk[names[0]].shape))
+            lp.append(analysis.log_joint(chunk).expand(chunk[names[0]].shape))
+    stats = dict(sample_stats or {})
+    stats["lp"] = torch.cat(lp).numpy().reshape(shape)
+    post = Posterior.from_arrays(
+        {n: np.asarray(samples[n], dtype=np.float64) for n in names},
+        sample_stats=stats,
+        log_likelihood={k: torch.cat(v).numpy().reshape(shape) for k, v in loglik.items()},
+        observed_data={lik.name: lik.data.numpy() for lik in analysis.likelihoods},
+        attrs={
+            "method": method,
+            "seed": int(settings.get("seed", 0)),
+            "settings": dict(settings),
+            "versions": versions(),
+            "program": analysis.describe(),
+            **(extra_attrs or {}),
+        },
+    )
+    return post

@@ -8,16 +8,15 @@ file raises :class:`~latentinfer.LatentInferError` naming it.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from .errors import LatentInferError
+from .io import read_file
 from .posterior import Posterior
 
 __all__ = ["RunFolder", "load_run", "read_json_file", "read_evidence"]
@@ -43,12 +42,7 @@ class RunFolder:
 
 def read_json_file(path: Path) -> Any:
     """JSON from ``path``, or a :class:`LatentInferError` naming the file."""
-    if not path.is_file():
-        raise LatentInferError(f"missing file: {path}")
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise LatentInferError(f"corrupt file {path}: not valid JSON ({exc})") from None
+    return read_file(path, kind="JSON", missing="missing file: {path}", label="corrupt file {path}")
 
 
 def read_evidence(obj: Any, where: str) -> dict | None:
@@ -77,12 +71,7 @@ def load_run(path: str | os.PathLike) -> RunFolder:
     if not isinstance(summary, dict):
         raise LatentInferError(f"corrupt file {path / 'summary.json'}: expected a JSON object")
     cfg_path = path / "config.yaml"
-    if not cfg_path.is_file():
-        raise LatentInferError(f"missing file: {cfg_path}")
-    try:
-        config = yaml.safe_load(cfg_path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise LatentInferError(f"corrupt file {cfg_path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    config = read_file(cfg_path, kind="YAML", missing="missing file: {path}", label="corrupt file {path}")
     if not isinstance(config, dict):
         raise LatentInferError(f"corrupt file {cfg_path}: a run config must be a mapping")
     run = RunFolder(path=path, posterior=post, summary=summary, config=config)

@@ -25,6 +25,12 @@ from typing import Any
 from .analysis import Analysis
 from .config import dump_yaml
 from .io import atomic_write_text, versions, write_json
+from .execution import backend_from
+from .config import foreign_settings
+from .methods import get_method
+from .coverage.study import find_study
+from .errors import LatentInferError
+from .report import write_report
 
 __all__ = ["build_analysis", "run_config", "write_run", "checkpoint_dir", "config_fingerprint"]
 
@@ -33,19 +39,8 @@ _NOT_NUMBERS = ("cluster", "report", "name", "coverage")
 
 
 def build_analysis(cfg: Mapping[str, Any]) -> Analysis:
-    """The :class:`Analysis` that a resolved config describes."""
-    from .bundle import load_model
-    from .likelihoods import load_likelihood
-
-    model = load_model(cfg["model"])
-    if cfg.get("space", "latent") == "physical":
-        if not hasattr(model, "physical"):
-            from .errors import ConfigError
-
-            raise ConfigError(f"model '{cfg['model']}' has no map from physical parameters (space: physical)")
-        model = model.physical()
-    liks = [load_likelihood(item["name"], **{k: v for k, v in item.items() if k != "name"}) for item in cfg["likelihoods"]]
-    return Analysis(model, liks, prior=cfg.get("prior", "standard_normal"), priors=cfg.get("priors"), emulator_error=cfg.get("emulator_error", False))
+    """The :class:`Analysis` that a resolved config describes (see :meth:`latentinfer.program.Program.from_config`)."""
+    return Analysis.from_config(cfg)
 
 
 def config_fingerprint(cfg: Mapping[str, Any]) -> str:
@@ -67,19 +62,16 @@ def run_config(cfg: Mapping[str, Any], out: str | os.PathLike, *, scheduler: str
     ``scheduler`` (``tcp://HOST:PORT``) if given, else the config's ``cluster:`` block, else local processes.
     Finished work is checkpointed under ``out/.checkpoints/`` and picked up when the same run is started again.
     """
-    from .execution import backend_from
 
     t0 = time.perf_counter()
     out = Path(out)
     execution = backend_from(cfg, scheduler=scheduler)
     _remove_stale_temporaries(out)
     analysis = build_analysis(cfg)
-    from .config import foreign_settings
 
     foreign_settings(cfg)
     inf = dict(cfg["inference"])
     method = inf.pop("method")
-    from .inference import get_method
 
     meth = get_method(method)
     settings = {k: v for k, v in inf.items() if k in meth.settings}
@@ -102,7 +94,6 @@ def coverage_status(cfg: Mapping[str, Any], method: str, out: str | os.PathLike)
     """Whether a coverage study of this config and method exists and passed: looked for in the config's ``coverage:``
     folder, then in ``OUT/coverage`` (``latentinfer coverage CONFIG --method M --out OUT/coverage``). A study counts
     only when its fingerprint (model, likelihoods, priors, method and its settings) matches."""
-    from .coverage.study import find_study
 
     places = [p for p in (cfg.get("coverage"), Path(out) / "coverage") if p]
     found = find_study(dict(cfg), method, places)
@@ -117,8 +108,6 @@ def _write_report(out: str | os.PathLike, analysis: Analysis) -> None:
     """``out/report.html`` (config key ``report: true``); a report problem warns and leaves the run intact."""
     import sys
 
-    from .errors import LatentInferError
-    from .report import write_report
 
     try:
         write_report([out], Path(out) / "report.html", analyses={str(Path(out)): analysis})

@@ -12,7 +12,7 @@ import pyro
 import torch
 
 from latentinfer import Analysis, ForwardModel, GaussianLikelihood
-from latentinfer.inference.base import build_posterior
+from latentinfer.posterior import build_posterior
 
 
 class Linear(torch.nn.Module):

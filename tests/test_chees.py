@@ -15,7 +15,7 @@ import torch
 import latentinfer as li
 from conftest import check_exact, make_linear_gaussian, mlp_problem
 from latentinfer.errors import ConfigError, LatentInferError
-from latentinfer.inference.chees import OnePerGroup, batched_laplace, run_chees
+from latentinfer.methods.chees import OnePerGroup, batched_laplace, run_chees
 from latentinfer.program import LogDensity
 
 
@@ -51,7 +51,7 @@ def test_exact_check_bites_on_a_wrong_sampler(problem):
     u0 = torch.as_tensor(np.random.default_rng(0).multivariate_normal(mu, S, size=(1, 4)))
     res = run_chees(ld.value_and_grad, u0, torch.as_tensor(S)[None] * 1e-4, warmup=0, draws=300, seed=0)
     samples = {n: res["u"][0][..., i] for i, n in enumerate(an.parameter_names)}
-    from latentinfer.inference.base import build_posterior
+    from latentinfer.posterior import build_posterior
 
     post = build_posterior(an, samples, method="chees", settings={})
     summ = post.summary()

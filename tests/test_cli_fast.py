@@ -110,7 +110,7 @@ def test_registrations_still_happen_on_first_use():
         assert model.meta["card"]["architecture"]["type"] == "ive-decoder"
         lik = latentinfer.load_likelihood("planck2018-lowl-tt")
         assert isinstance(lik, latentinfer.Likelihood)
-        from latentinfer.inference import get_method
+        from latentinfer.methods import get_method
         assert get_method("nuts").name == "nuts"
         from latentinfer.tension import available_metrics
         assert "q_dm" in available_metrics() and "parameter_shift" in available_metrics()

@@ -77,7 +77,7 @@ def cluster(tmp_path):
                 f"worker{i}",
                 ["worker", address, "--host", "127.0.0.1", "--worker-port", str(wport), "--nthreads", "1",
                  "--no-nanny", "--no-dashboard", "--local-directory", str(tmp_path / f"w{i}"),
-                 "--preload", "latentinfer.inference.nuts"],  # import torch/pyro before registering
+                 "--preload", "latentinfer.methods.nuts"],  # import torch/pyro before registering
             )
         client = Client(address, timeout="30s", set_as_default=False)
         client.wait_for_workers(2, timeout=90)

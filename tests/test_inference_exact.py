@@ -45,7 +45,7 @@ def test_nuts_starts_from_the_laplace_approximation(problem):
     import torch
     from pyro.infer import NUTS
 
-    from latentinfer.inference.nuts import _laplace_start, _set_inverse_mass
+    from latentinfer.methods.nuts import _laplace_start, _set_inverse_mass
 
     lg, an, mu, S = problem
     values, cov = _laplace_start(an, seed=5)

@@ -155,7 +155,7 @@ def test_no_log_density_is_refused_in_one_line(lg, npe):
     msg = str(exc.value)
     assert "\n" not in msg and "'sim' (SimulatorOnly) has none (NotImplementedError: a simulator with no density)" in msg and "use npe without importance" in msg
     # the run method checks before simulating anything (it would otherwise train first)
-    from latentinfer.inference import get_method
+    from latentinfer.methods import get_method
 
     with pytest.raises(LatentInferError, match="'sim' .*has none"):
         get_method("npe").run(an, importance=True, num_simulations=50, num_samples=10, progress=False)

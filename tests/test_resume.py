@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from latentinfer.config import load_config
-from latentinfer.inference.chain_state import load_chain_state
+from latentinfer.methods.chain_state import load_chain_state
 from latentinfer.posterior import Posterior
 from latentinfer.runner import checkpoint_dir, run_config
 from scale_fixtures import PYTHON, env, make_linear_problem, write_config
@@ -203,7 +203,7 @@ def test_jit_chain_interrupted_mid_sampling_resumes_bit_for_bit(tmp_path, monkey
     """In process, with Pyro's JIT (the default; the subprocess tests run without): stop a chain once it has
     checkpointed >= 30 draws, continue it, compare with an uninterrupted chain."""
     from latentinfer.config import INFERENCE_DEFAULTS
-    from latentinfer.inference.nuts import run_chain
+    from latentinfer.methods.nuts import run_chain
     from latentinfer.runner import build_analysis
 
     problem = make_linear_problem(tmp_path)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from latentinfer import Analysis, ForwardModel, GaussianLikelihood
-from latentinfer.inference import build_posterior
+from latentinfer.posterior import build_posterior
 
 F64 = torch.float64
 

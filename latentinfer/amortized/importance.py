@@ -29,6 +29,8 @@ import numpy as np
 import torch
 
 from ..errors import LatentInferError
+from ..program import LogDensity
+from ..posterior import build_posterior
 
 __all__ = ["KHAT_MAX", "MIN_ESS", "check_tractable", "psis", "importance_weights", "verdict", "systematic_resample", "importance_sample"]
 
@@ -51,7 +53,6 @@ def check_tractable(analysis, log_density=None) -> None:
             raise LatentInferError(
                 f"importance sampling needs each likelihood's log-density; likelihood '{lik.name}' has none (tractable=False): use npe without importance"
             )
-    from ..program import LogDensity
 
     ld = log_density if log_density is not None else LogDensity(analysis)
     u0 = torch.zeros(1, len(analysis.parameter_names), dtype=analysis.dtype)
@@ -167,8 +168,6 @@ def importance_sample(
     ``importance_good`` (1 or 0) and ``importance_verdict`` ("proposal good enough" when ``k-hat < 0.7`` and
     ``ESS >= min_ess``, else the reason; also warned when ``warn``).
     """
-    from ..inference import build_posterior
-    from ..program import LogDensity
     from .simulate import join_data, split_data
 
     t0 = time.perf_counter()

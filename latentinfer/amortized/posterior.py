@@ -17,8 +17,10 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, LatentInferError
-from ..io import atomic_write_text, sha256_file, versions
+from ..io import atomic_write_text, read_file, sha256_file, versions
 from .simulate import ProgramPrior, join_data, prior_draws, simulate, split_data
+from ..program.jacobian import jacobian as _jacobian
+from ..posterior import build_posterior
 
 __all__ = ["AmortizedPosterior", "train", "SBI_DEFAULTS", "SBI_METHODS"]
 
@@ -109,7 +111,6 @@ def _score_compression(analysis, observed, seed: int) -> tuple[torch.Tensor, tor
     for Gaussian likelihoods (Alsing & Wandelt 2018); for any other it is still a valid summary (NPE stays
     correct, only information may be lost).
     """
-    from ..tension.attribution import _jacobian
 
     transforms = analysis.transforms()
     if observed is not None:
@@ -462,7 +463,6 @@ class AmortizedPosterior:
 
     def posterior(self, observed, num_samples: int = 10000, seed: int = 0):
         """A :class:`~latentinfer.Posterior` for ``observed`` (constrained parameters, log-likelihoods attached)."""
-        from ..inference import build_posterior
 
         t0 = time.perf_counter()
         vec = join_data(self.analysis, observed)
@@ -527,16 +527,11 @@ class AmortizedPosterior:
     @classmethod
     def load(cls, folder: str | os.PathLike, analysis) -> "AmortizedPosterior":
         """Rebuild the estimators from ``config.json`` and load their weights (sha256-checked safetensors)."""
-        from safetensors.torch import load_file
 
         folder = Path(folder)
         path = folder / "config.json"
-        if not path.is_file():
-            raise LatentInferError(f"amortized posterior: no config.json in {folder}")
-        try:
-            record = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise LatentInferError(f"amortized posterior: cannot read {path}: {exc}") from None
+        record = read_file(path, kind="JSON", missing=f"amortized posterior: no config.json in {folder}",
+                           label="amortized posterior: cannot read {path}")
         if record.get("format") != _FORMAT:
             raise LatentInferError(f"{path}: not a latentinfer amortized posterior (format {record.get('format')!r})")
         if record["parameters"] != analysis.parameter_names:
@@ -552,11 +547,10 @@ class AmortizedPosterior:
                 f = folder / item["file"]
                 if f.parent.resolve() != folder.resolve() or not f.is_file():
                     raise LatentInferError(f"{path}: estimator file {item['file']!r} missing or outside the folder")
-                if sha256_file(f) != item["sha256"]:
-                    raise LatentInferError(f"{f}: sha256 does not match config.json (file changed or corrupt)")
+                state = read_file(f, kind="safetensors", sha256=item["sha256"])
                 est = _build_fn(cfg)(torch.randn(64, cfg["theta_dim"]), torch.randn(64, cfg["x_dim"]))
                 try:
-                    est.load_state_dict(load_file(str(f)))
+                    est.load_state_dict(state)
                 except RuntimeError as exc:
                     raise LatentInferError(f"{f}: weights do not fit the estimator of config.json ({str(exc).splitlines()[0]})") from None
                 estimators.append(est.eval())

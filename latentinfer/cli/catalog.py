@@ -37,16 +37,16 @@ def list_likelihoods() -> dict[str, str]:
     """``{name: first line of its description}`` of the likelihood folders on the search path, as
     :func:`latentinfer.likelihoods.list_likelihoods` gives it, without importing the likelihood package (whose
     ``__init__`` loads torch): a folder whose spec is missing or unreadable, or has no description, gets ``""``."""
-    import yaml
-
+    from ..errors import LatentInferError
+    from ..io import read_file  # torch-free
     from ..paths import available
 
     out = {}
     for name, folder in available("likelihoods").items():
         path = folder / "likelihood.yaml"
         try:
-            spec = yaml.safe_load(path.read_text()) if path.is_file() else None
-        except (yaml.YAMLError, UnicodeDecodeError, RecursionError, OSError):
+            spec = read_file(path, kind="YAML")
+        except LatentInferError:
             spec = None
         lines = str(spec.get("description", "")).strip().splitlines() if isinstance(spec, dict) else []
         out[name] = lines[0] if lines else ""

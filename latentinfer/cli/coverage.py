@@ -1,4 +1,4 @@
-"""``latentinfer coverage CONFIG --method npe|vi|nuts|chees --n N --out DIR``: a calibration study of a method.
+"""``latentinfer coverage CONFIG --method METHOD --n N --out DIR``: a calibration study of a method.
 
 Draws N (theta, data) pairs from the config's prior predictive, runs the method on each (parallel, checkpointed
 in DIR/checkpoints: run the same command again to continue), and writes DIR/coverage.json (verdicts with
@@ -11,7 +11,7 @@ from __future__ import annotations
 def register(sub) -> None:
     p = sub.add_parser("coverage", help="coverage study (SBC, TARP, HPD expected coverage) of an inference method")
     p.add_argument("config", help="run config (YAML); its inference block gives the method's settings")
-    p.add_argument("--method", required=True, choices=["npe", "vi", "nuts", "chees"], help="inference method to test")
+    p.add_argument("--method", required=True, help="inference method to test: any registered method (npe, chees, nuts, vi, emcee, ...)")
     p.add_argument("--n", type=int, required=True, help="number of simulated data sets (>= 20; NPE/VI >= 500, NUTS >= 100 for a claim)")
     p.add_argument("--out", required=True, help="output folder (coverage.json, plots, checkpoints/)")
     p.add_argument("--workers", type=int, default=None, help="parallel worker processes (default: one per core)")

@@ -4,8 +4,10 @@ Each of the N runs is an independent task (``latentinfer.execution.map_tasks``) 
 checkpointed to ``out/checkpoints``, so an interrupted study continues where it stopped. NPE is trained once
 (``out/npe``, reused on restart) and then amortized over the N data sets.
 
-Densities for the HPD coverage: NPE uses its own (normalised) density, as Hermans et al. (2022); NUTS and VI
-use the program's unnormalised log posterior ``log p(theta) + log p(data | theta)`` (the target the samples
+Every registered inference method can be studied (``coverage_methods``): NPE is amortized, ChEES runs data sets
+as a batch dimension, and any other method (NUTS, VI, emcee, NLE, NRE, a plug-in) runs once per data set
+through the registry. Densities for the HPD coverage: NPE uses its own (normalised) density, as Hermans et al.
+(2022); the others use the program's unnormalised log posterior ``log p(theta) + log p(data | theta)`` (the target the samples
 are meant to follow), evaluated at the draws and at the truth.
 """
 
@@ -22,7 +24,7 @@ import torch
 
 from ..errors import ConfigError, LatentInferError
 from ..execution import map_tasks
-from ..io import versions, write_json
+from ..io import read_file, versions, write_json
 from .diagnostics import (
     check_hpd_coverage,
     check_sbc,
@@ -31,13 +33,32 @@ from .diagnostics import (
     run_sbc,
     run_tarp,
 )
+from ..methods import available_methods
+from ..methods import get_method
+from ..methods.chees import sample_groups
+from ..program import from_config
+from ..amortized import simulate, split_data
+from ..amortized import AmortizedPosterior, train
 
-__all__ = ["run_coverage", "COVERAGE_METHODS", "MIN_RUNS", "RECOMMENDED_RUNS"]
+__all__ = ["run_coverage", "coverage_methods", "MIN_RUNS", "RECOMMENDED_RUNS"]
 
-COVERAGE_METHODS = ("npe", "vi", "nuts", "chees")
 MIN_RUNS = 20
-#: What a real coverage claim needs (fewer runs give a study with little power; recorded as a warning).
-RECOMMENDED_RUNS = {"npe": 500, "vi": 500, "nuts": 100, "chees": 500}
+#: What a real coverage claim needs (fewer runs give a study with little power; recorded as a warning); 500 for
+#: a method not listed.
+RECOMMENDED_RUNS = {"npe": 500, "vi": 500, "nuts": 100, "chees": 500, "emcee": 500}
+
+
+def coverage_methods() -> list[str]:
+    """Every registered inference method can be studied: NPE amortized (trained once), ChEES with data sets as a
+    batch dimension, every other method run once per data set through the registry."""
+
+    return available_methods()
+
+
+def __getattr__(name: str):
+    if name == "COVERAGE_METHODS":  # old constant: now whatever the registry holds
+        return tuple(coverage_methods())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _thin(samples: np.ndarray, L: int) -> np.ndarray:
@@ -57,12 +78,13 @@ def _log_target(analysis, samples: np.ndarray, theta: np.ndarray) -> tuple[np.nd
     return ls, lt
 
 
-def _task_mcmc_vi(task) -> dict[str, Any]:
-    """One run of NUTS or VI on simulated data; top level so worker processes can unpickle it."""
+def _task_method(task) -> dict[str, Any]:
+    """One run of a registered method on simulated data; top level so worker processes can unpickle it."""
+
     analysis, method, settings, data, theta, index, L = task
     t0 = time.perf_counter()
     a = analysis.with_data(data)
-    post = a.sample(method, **{**settings, "seed": int(index)}) if method == "nuts" else a.fit_vi(**{**settings, "seed": int(index)})
+    post = get_method(method).run(a, **{**settings, "seed": int(index)})
     samples = _thin(post.samples(), L)
     ls, lt = _log_target(a, samples, theta)
     return {"samples": samples, "theta": np.asarray(theta), "logq_samples": ls, "logq_theta": np.asarray(lt), "seconds": time.perf_counter() - t0}
@@ -102,7 +124,6 @@ def _chees_settings(cfg: dict) -> dict:
 
 def _task_chees_batch(task) -> list[dict[str, Any]]:
     """One batch of data sets through one batched ChEES run; top level so workers can unpickle it."""
-    from ..inference.chees import sample_groups
 
     analysis, data, thetas, first, s, L = task
     t0 = time.perf_counter()
@@ -136,7 +157,6 @@ def _unbatch(batches: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _method_settings(cfg: dict, method: str) -> dict:
-    from ..inference import get_method
 
     inf = dict(cfg.get("inference", {}))
     meth = get_method(method)
@@ -169,20 +189,19 @@ def run_coverage(
     ``sbi_settings``: extra :func:`latentinfer.amortized.train` settings. ``analysis``: use this program instead of
     building one from ``cfg``.
     """
-    if method not in COVERAGE_METHODS:
-        raise ConfigError(f"coverage: --method must be one of {', '.join(COVERAGE_METHODS)}, got {method!r}")
+    if method not in coverage_methods():
+        raise ConfigError(f"coverage: --method must be one of {', '.join(coverage_methods())}, got {method!r}")
+    recommended = RECOMMENDED_RUNS.get(method, 500)
     if n < MIN_RUNS:
-        raise LatentInferError(f"coverage needs N >= {MIN_RUNS} runs (got {n}); use N >= {RECOMMENDED_RUNS[method]} for a real study")
+        raise LatentInferError(f"coverage needs N >= {MIN_RUNS} runs (got {n}); use N >= {recommended} for a real study")
     t0 = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if method == "npe" and (sbi_settings or {}).get("rounds", 1) != 1:
         raise ConfigError("coverage: NPE must be amortized over the whole prior (rounds: 1); truncated sequential NPE is focused on one data set")
     if analysis is None:
-        from ..runner import build_analysis
 
-        analysis = build_analysis(cfg)
-    from ..amortized import simulate, split_data
+        analysis = from_config(cfg)
 
     sims = simulate(analysis, n, seed=seed)  # same seed -> same N (theta, data) pairs on restart
     names = analysis.parameter_names
@@ -191,13 +210,12 @@ def run_coverage(
     keys = [f"run-{i:05d}" for i in range(n)]
     settings: dict[str, Any] = {"num_draws": num_draws}
     if method == "npe":
-        from ..amortized import AmortizedPosterior
 
         folder = out / "npe"
         if (folder / "config.json").is_file():
             amortized = AmortizedPosterior.load(folder, analysis)
         else:
-            amortized = analysis.train_sbi("npe", num_simulations=num_simulations, seed=seed + 1, **(sbi_settings or {}))
+            amortized = train(analysis, "npe", num_simulations=num_simulations, seed=seed + 1, **(sbi_settings or {}))
             amortized.save(folder)
         settings.update(num_simulations=amortized.config["num_simulations"], training_seconds=amortized.config.get("training_seconds"))
         tasks = [(amortized, datas[i], thetas[i], i, num_draws) for i in range(n)]
@@ -215,7 +233,7 @@ def run_coverage(
         s = _method_settings(cfg, method)
         settings.update(s)
         tasks = [(analysis, method, s, datas[i], thetas[i], i, num_draws) for i in range(n)]
-        fn, w = _task_mcmc_vi, workers
+        fn, w = _task_method, workers
     t_runs = time.perf_counter()
     results = map_tasks(fn, tasks, keys=keys, workers=w, backend=backend, scheduler=scheduler, checkpoint_dir=out / "checkpoints")
     t_runs = time.perf_counter() - t_runs
@@ -256,7 +274,7 @@ def run_coverage(
         "settings": settings,
         "fingerprint": study_fingerprint(_as_used(cfg, method, settings, sbi_settings), method),
         "parameters": names,
-        "warning": None if n >= RECOMMENDED_RUNS[method] else f"N = {n} < {RECOMMENDED_RUNS[method]}: low power, not a coverage claim",
+        "warning": None if n >= recommended else f"N = {n} < {recommended}: low power, not a coverage claim",
         "timing": {
             "wall_seconds": time.perf_counter() - t0,
             "runs_seconds": t_runs,
@@ -281,7 +299,6 @@ def study_fingerprint(cfg: dict, method: str) -> str:
     metric, precision; not seeds, chain counts or draw counts). A run of the same config and method has the same one."""
     import hashlib
 
-    from ..inference import get_method
 
     meth = get_method(method)
     inf = dict(cfg.get("inference", {}))
@@ -313,8 +330,8 @@ def find_study(cfg: dict, method: str, places) -> dict | None:
         if not f.is_file():
             continue
         try:
-            rec = json.loads(f.read_text())
-        except (OSError, ValueError):
+            rec = read_file(f, kind="JSON")
+        except LatentInferError:
             continue
         if rec.get("fingerprint") == want:
             verdict = rec.get("verdict") or {}
@@ -324,4 +341,4 @@ def find_study(cfg: dict, method: str, places) -> dict | None:
 
 
 def load_record(out: str | os.PathLike) -> dict:
-    return json.loads((Path(out) / "coverage.json").read_text())
+    return read_file(Path(out) / "coverage.json", missing="missing file: {path}", label="corrupt file {path}")

@@ -9,8 +9,8 @@ independent cross-check (it needs the optional ``dynesty`` package).
 ['dynesty', 'harmonic']
 """
 
-from . import learned_harmonic, nested  # noqa: F401  (register the built-in methods)
 from .base import (
+    EVIDENCE,
     EvidenceResult,
     available_evidence_methods,
     bayes_factor,
@@ -21,6 +21,7 @@ from .base import (
 )
 
 __all__ = [
+    "EVIDENCE",
     "EvidenceResult",
     "available_evidence_methods",
     "bayes_factor",

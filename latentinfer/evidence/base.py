@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, LatentInferError
+from ..registry import Registry
 
 __all__ = [
     "EvidenceResult",
@@ -29,7 +29,8 @@ __all__ = [
     "jeffreys_reading",
 ]
 
-_METHODS: dict[str, Callable[..., "EvidenceResult"]] = {}
+#: ``name -> fn(program, posterior, **settings) -> EvidenceResult`` (plug-ins: modules of :mod:`latentinfer.evidence`).
+EVIDENCE: Registry = Registry("evidence method", "latentinfer.evidence", error=ConfigError, skip=("base",))
 
 
 @dataclass
@@ -53,21 +54,15 @@ class EvidenceResult:
 def register_evidence(name: str):
     """Decorator: register ``fn(analysis, posterior, **settings) -> EvidenceResult`` under ``name``."""
 
-    def deco(fn):
-        _METHODS[name] = fn
-        return fn
-
-    return deco
+    return EVIDENCE.register(name)
 
 
 def available_evidence_methods() -> list[str]:
-    return list(_METHODS)
+    return EVIDENCE.names()
 
 
 def get_evidence_method(name: str):
-    if name not in _METHODS:
-        raise ConfigError(f"unknown evidence method '{name}' (available: {', '.join(_METHODS)})")
-    return _METHODS[name]
+    return EVIDENCE.get(name)
 
 
 def compute_evidence(analysis, posterior=None, method: str = "harmonic", **settings) -> EvidenceResult:

@@ -5,16 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import getdist as _getdist  # noqa: F401  (registers "getdist")
-from .base import available_formats, get_exporter, register_exporter
+from .base import EXPORTERS, available_formats, get_exporter, register_exporter
 from .getdist import prior_ranges, write_getdist
+from ..rundir import load_run
 
 __all__ = ["export_run", "available_formats", "get_exporter", "register_exporter", "write_getdist", "prior_ranges"]
 
 
 def export_run(run: str | os.PathLike, fmt: str = "getdist", prefix: str | os.PathLike | None = None) -> list[Path]:
     """Export the posterior of run folder ``run``; default prefix ``RUN/<fmt>/<run name>``."""
-    from ..rundir import load_run
 
     writer = get_exporter(fmt)
     r = load_run(run)

@@ -1,29 +1,26 @@
-"""Registry of export formats: ``@register_exporter(name)`` on ``write(posterior, prefix) -> [paths]``."""
+"""Registry of export formats: ``@EXPORTERS.register(name)`` on ``write(posterior, prefix) -> [paths]`` in a module
+of :mod:`latentinfer.export`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from ..errors import LatentInferError
+from ..registry import Registry
 
-__all__ = ["register_exporter", "get_exporter", "available_formats"]
+__all__ = ["EXPORTERS", "register_exporter", "get_exporter", "available_formats"]
 
-_EXPORTERS: dict[str, Callable] = {}
+#: ``format name -> write(posterior, prefix) -> [paths]``.
+EXPORTERS: Registry = Registry("export format", "latentinfer.export", error=LatentInferError, skip=("base",))
 
 
 def register_exporter(name: str):
-    def deco(fn):
-        _EXPORTERS[name] = fn
-        return fn
-
-    return deco
+    return EXPORTERS.register(name)
 
 
 def available_formats() -> list[str]:
-    return list(_EXPORTERS)
+    return EXPORTERS.names()
 
 
 def get_exporter(name: str) -> Callable:
-    if name not in _EXPORTERS:
-        raise LatentInferError(f"unknown export format '{name}' (available: {', '.join(_EXPORTERS)})")
-    return _EXPORTERS[name]
+    return EXPORTERS.get(name)

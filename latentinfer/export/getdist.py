@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import LatentInferError
 from ..io import atomic_write_text
 from ..labels import latex
-from .base import register_exporter
+from .base import EXPORTERS
 
 __all__ = ["write_getdist", "prior_ranges"]
 
@@ -43,7 +43,7 @@ def _fmt_range(x):
     return "N" if x is None else repr(float(x))
 
 
-@register_exporter("getdist")
+@EXPORTERS.register("getdist")
 def write_getdist(post, prefix: str | os.PathLike) -> list[Path]:
     """Write ``post`` as GetDist chains under ``prefix``; returns the files written."""
     prefix = Path(prefix)

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import DataError
 from .mi import MISettings, gmm_mi
+from ..execution import map_tasks
 
 __all__ = ["MITable", "mi_table"]
 
@@ -106,7 +107,6 @@ def mi_table(
     workers : processes for :func:`~latentinfer.execution.map_tasks` (None: one per core)
     progress : show a progress bar on stderr
     """
-    from ..execution import map_tasks
 
     z = _as_matrix(z, "latents z", None)
     n, d = z.shape

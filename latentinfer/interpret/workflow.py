@@ -24,6 +24,8 @@ from .mi import MISettings
 from .plots import plot_mi_heatmap
 from .table import MITable, mi_table
 from .traversal import plot_traversals
+from ..bundle import read_card
+from ..paths import resolve
 
 __all__ = ["MIN_ROWS", "prepare_data", "load_encoded", "interpret", "format_table", "update_card_labels"]
 
@@ -174,8 +176,6 @@ def update_card_labels(model_name_or_path: str | os.PathLike, result: Mapping[st
 
     The card's sha256 covers only the weights, so the bundle still loads; the latent names must match.
     """
-    from ..bundle import read_card
-    from ..paths import resolve
 
     folder = resolve("models", model_name_or_path)
     card = read_card(folder)

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from ..paths import resolve
+from ..bundle import load_model
 
 __all__ = ["PlikLiteBinning", "load_plik_lite_binning", "dchi2", "run_accuracy", "check_accuracy", "bundle_accuracy", "GOAL",
            "PLIK_LITE_DIR", "summarise", "quantile_interval", "quantile_below_confidence", "error_by_parameter", "describe_where"]
@@ -26,7 +28,6 @@ def _plik_lite_dir() -> Path:
     """The vendored ``likelihoods/planck2018-plik-lite`` folder (or ``$LATENTINFER_PLIK_LITE``)."""
     if os.environ.get("LATENTINFER_PLIK_LITE"):
         return Path(os.environ["LATENTINFER_PLIK_LITE"])
-    from ..paths import resolve
 
     return resolve("likelihoods", "planck2018-plik-lite")
 
@@ -201,7 +202,6 @@ def bundle_accuracy(model_name_or_path, corpus=None, binning: PlikLiteBinning | 
     """dchi^2 of a loaded bundle on corpus rows (default: its held-out ``validation.npz``), both paths."""
     import torch
 
-    from ..bundle import load_model
     from .data import full_spectra, load_corpus
 
     model = model_name_or_path if isinstance(model_name_or_path, torch.nn.Module) else load_model(model_name_or_path)

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-import yaml
 
 from ..errors import ConfigError
+from ..io import read_file
+from ..simulate.recipes import check_recipes
 
 __all__ = ["TrainConfig", "load_train_config"]
 
@@ -103,7 +104,6 @@ class TrainConfig:
         for key, ok in checks.items():
             if not ok:
                 raise ConfigError(f"train config: key '{key}' has an invalid value {getattr(self, key)!r}")
-        from ..simulate.recipes import check_recipes
 
         check_recipes(self.simulate, list(self.corpus) + list(self.lcdm_as_ede))
         for name, rng in self.prior_box.items():
@@ -156,10 +156,5 @@ def _is(x: Any, t: type) -> bool:
 def load_train_config(path: str | os.PathLike) -> TrainConfig:
     """Read and validate a YAML training config."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"train config not found: {p}")
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    raw = read_file(p, kind="YAML", error=ConfigError, missing="train config not found: {path}")
     return TrainConfig.from_dict(raw, source=str(p))

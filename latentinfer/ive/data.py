@@ -16,12 +16,11 @@ Target space (per spectrum, at every integer ell 2..3200, 3199 values):
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from scipy.interpolate import CubicSpline
 
 from ..errors import DataError

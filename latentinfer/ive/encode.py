@@ -10,6 +10,7 @@ import torch
 
 from ..errors import BundleError
 from .data import Corpus, full_spectra, load_corpus
+from ..bundle import load_model
 
 __all__ = ["encode_corpus"]
 
@@ -27,7 +28,6 @@ def encode_corpus(model_name_or_path, corpus: str | os.PathLike | Corpus | None 
     -------
     dict with ``z (N, d)``, ``latent_names``, ``params (N, p)``, ``param_names``, ``derived (N, k)``, ``derived_names``.
     """
-    from ..bundle import load_model
 
     model = model_name_or_path if isinstance(model_name_or_path, torch.nn.Module) else load_model(model_name_or_path)
     if not hasattr(model, "encode"):

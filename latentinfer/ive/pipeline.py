@@ -7,7 +7,6 @@ fit_error_cov, run_accuracy, write_ive_bundle); this module only chains them and
 from __future__ import annotations
 
 import io
-import json
 import time
 from pathlib import Path
 
@@ -15,7 +14,8 @@ import numpy as np
 import torch
 import yaml
 
-from ..io import atomic_write_bytes, sha256_file, to_jsonable, versions, write_json
+from ..errors import BundleError
+from ..io import atomic_write_bytes, read_file, sha256_file, to_jsonable, versions, write_json
 from .accuracy import GOAL, bundle_accuracy, check_accuracy, run_accuracy
 from .basis import set_latent_basis
 from ..bundle.ive import write_ive_bundle
@@ -39,7 +39,7 @@ def refresh_card_accuracy(folder: str | Path) -> dict:
     """Recompute the accuracy of a written bundle (reloaded, float64) on its ``validation.npz``; store it in the card."""
     folder = Path(folder)
     acc = bundle_accuracy(folder)
-    card = json.loads((folder / "card.json").read_text())
+    card = read_file(folder / "card.json", error=BundleError)
     card["accuracy"] = to_jsonable(_accuracy_card(acc))
     write_json(folder / "card.json", card)
     return acc

@@ -23,8 +23,9 @@ from tqdm.auto import tqdm
 from .config import TrainConfig
 from .data import SPECTRA, Corpus, Normaliser, concat_corpora, ell_grid, embed_lcdm, full_spectra, load_corpus
 from ..bundle.nets import PhysicalMap
-from .model import IVE, PCAExpansion, fit_pca
+from .model import IVE, fit_pca
 from .noise import knox_sigma
+from ..errors import ConfigError, DataError
 
 __all__ = ["Prepared", "Split", "prepare", "NoiseChi2", "train_ive", "kl_divergence", "torch_threads"]
 
@@ -99,7 +100,6 @@ def prior_ranges(cfg: TrainConfig, c: Corpus) -> tuple[np.ndarray, np.ndarray]:
 
 def _check_prior_box(cfg: TrainConfig, parts: list[Corpus], tests: list[np.ndarray]) -> None:
     """``prior_box`` names corpus parameters, and every held-out test row lies inside it."""
-    from ..errors import ConfigError, DataError
 
     names = parts[0].names
     for name, (a, b) in cfg.prior_box.items():

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import check_keys, require
+from ..checks import check_keys, require
 from ..errors import ConfigError, DataError, LatentInferError
 from .base import Likelihood, Nuisance
 from .binning import binning_matrix

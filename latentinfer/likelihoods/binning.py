@@ -14,29 +14,27 @@ Schemes
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from ..config import check_keys, require
+from ..checks import check_keys, require
+from ..registry import Registry
 from ..errors import ConfigError, DataError
 from .specfiles import load_table
 from .theory import ELL_MIN
 
 __all__ = ["register_binning", "binning_matrix"]
 
-_SCHEMES: dict[str, Callable[[Path, Mapping, int, str], np.ndarray]] = {}
+#: ``kind -> fn(folder, spec, n_bins, where) -> (n_bins, n_ell)`` (plug-ins: modules of :mod:`latentinfer.likelihoods`).
+BINNINGS: Registry = Registry("binning kind", "latentinfer.likelihoods", error=ConfigError, skip=("base", "registry"))
 
 
 def register_binning(kind: str):
     """Decorator: ``fn(folder, spec, n_bins, where) -> (n_bins, n_ell)`` matrix on ell = 2..2+n_ell-1."""
 
-    def deco(fn):
-        _SCHEMES[kind] = fn
-        return fn
-
-    return deco
+    return BINNINGS.register(kind)
 
 
 def binning_matrix(folder: Path, spec, n_bins: int, where: str) -> np.ndarray:
@@ -50,9 +48,7 @@ def binning_matrix(folder: Path, spec, n_bins: int, where: str) -> np.ndarray:
         if not isinstance(s, Mapping):
             raise ConfigError(f"{w}: a binning must be a mapping with key 'kind', got {s!r}")
         kind = require(s, "kind", str, w)
-        if kind not in _SCHEMES:
-            raise ConfigError(f"{w}: unknown binning kind '{kind}' (known: {', '.join(sorted(_SCHEMES))})")
-        mats.append(_SCHEMES[kind](folder, s, n_bins, w))
+        mats.append(BINNINGS.get(kind, where=w)(folder, s, n_bins, w))
     n_ell = max(m.shape[1] for m in mats)
     total = np.zeros((n_bins, n_ell))
     for m in mats:

@@ -9,6 +9,8 @@ import numpy as np
 from ..errors import DataError
 from .base import Likelihood
 from .registry import register_likelihood_type
+from ..checks import require
+from ..checks import check_keys
 
 __all__ = ["GaussianLikelihood"]
 
@@ -46,7 +48,6 @@ class GaussianLikelihood(Likelihood):
 
 
 def _read_array(folder: Path, spec: dict, key: str) -> np.ndarray:
-    from ..config import require
 
     fname = require(spec, key, str, where="likelihood spec")
     path = (folder / fname).resolve()
@@ -63,7 +64,6 @@ def _read_array(folder: Path, spec: dict, key: str) -> np.ndarray:
 @register_likelihood_type("gaussian")
 def _load_gaussian(folder: Path, spec: dict, name: str, **options) -> GaussianLikelihood:
     """``type: gaussian`` spec: ``data: FILE``, ``cov: FILE``, optional ``output: NAME``."""
-    from ..config import check_keys
 
     check_keys(spec, {"type", "description", "data", "cov", "output"}, where=f"likelihood spec of '{name}'")
     check_keys(options, set(), where=f"options of likelihood '{name}'")

@@ -8,40 +8,31 @@ existing type needs a folder, not code.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
-import yaml
-
 from ..errors import ConfigError, LatentInferError
+from ..io import read_file
 from ..paths import available, resolve
+from ..registry import Registry
 
 __all__ = ["register_likelihood_type", "load_likelihood", "list_likelihoods", "read_spec", "SPEC_FILE"]
 
 SPEC_FILE = "likelihood.yaml"
-_TYPES: dict[str, Callable] = {}
+#: ``type -> loader(folder, spec, name, **options) -> Likelihood`` (plug-ins: modules of :mod:`latentinfer.likelihoods`).
+TYPES: Registry = Registry("likelihood type", "latentinfer.likelihoods", error=ConfigError, skip=("base", "registry"))
 
 
 def register_likelihood_type(kind: str):
     """Decorator: register ``loader(folder, spec, name, **options) -> Likelihood`` for ``type: kind``."""
 
-    def deco(fn):
-        _TYPES[kind] = fn
-        return fn
-
-    return deco
+    return TYPES.register(kind)
 
 
 def read_spec(folder: Path) -> dict:
     path = folder / SPEC_FILE
     if not path.is_file():
         raise LatentInferError(f"likelihood folder {folder} has no {SPEC_FILE}")
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    except (UnicodeDecodeError, RecursionError, OSError) as exc:
-        raise ConfigError(f"{path}: not a readable YAML text file ({type(exc).__name__})") from None
+    spec = read_file(path, kind="YAML", error=ConfigError)
     if not isinstance(spec, dict):
         raise ConfigError(f"{path}: a likelihood spec must be a mapping")
     return spec
@@ -52,14 +43,11 @@ def load_likelihood(name_or_path: str | os.PathLike, **options):
 
     >>> lik = load_likelihood("planck2018-plik-lite", spectra="TT")  # doctest: +SKIP
     """
-    _import_builtin_types()
     folder = resolve("likelihoods", name_or_path)
     spec = read_spec(folder)
-    kind = spec.get("type")
-    if kind not in _TYPES:
-        raise ConfigError(f"{folder / SPEC_FILE}: unknown likelihood type {kind!r} (known: {', '.join(sorted(_TYPES))})")
+    loader = TYPES.get(spec.get("type"), where=str(folder / SPEC_FILE))
     name = spec.get("name", folder.name)
-    return _TYPES[kind](folder, spec, name=name, **options)
+    return loader(folder, spec, name=name, **options)
 
 
 def list_likelihoods() -> dict[str, str]:
@@ -71,14 +59,3 @@ def list_likelihoods() -> dict[str, str]:
         except (LatentInferError, IndexError):
             out[name] = ""
     return out
-
-
-def _import_builtin_types() -> None:
-    import importlib
-    import pkgutil
-
-    from .. import likelihoods as pkg
-
-    for mod in pkgutil.iter_modules(pkg.__path__):
-        if not mod.name.startswith("_") and mod.name not in ("base", "registry"):
-            importlib.import_module(f"{pkg.__name__}.{mod.name}")

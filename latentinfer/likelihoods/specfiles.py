@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import check_keys, require
+from ..checks import check_keys, require
 from ..errors import ConfigError, DataError
 
 __all__ = ["spec_path", "load_table", "load_vector", "load_matrix"]

@@ -28,13 +28,15 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ..config import check_keys, require
+from ..checks import check_keys, require
+from ..registry import Registry
 from ..errors import ConfigError, LatentInferError
 from .specfiles import load_vector
 
 __all__ = ["Transform", "register_transform", "make_transform", "gradient_matrix"]
 
-_KINDS: dict[str, type] = {}
+#: ``kind -> Transform subclass`` (plug-ins: modules of :mod:`latentinfer.likelihoods`).
+TRANSFORMS: Registry = Registry("transform kind", "latentinfer.likelihoods", error=ConfigError, skip=("base", "registry"))
 
 
 def register_transform(kind: str):
@@ -42,8 +44,7 @@ def register_transform(kind: str):
 
     def deco(cls):
         cls.kind = kind
-        _KINDS[kind] = cls
-        return cls
+        return TRANSFORMS.register(kind)(cls)
 
     return deco
 
@@ -52,9 +53,7 @@ def make_transform(folder: Path, spec, n_bins: int, where: str) -> "Transform":
     if not isinstance(spec, Mapping):
         raise ConfigError(f"{where}: a transform must be a mapping with key 'kind', got {spec!r}")
     kind = require(spec, "kind", str, where)
-    if kind not in _KINDS:
-        raise ConfigError(f"{where}: unknown transform kind '{kind}' (known: {', '.join(sorted(_KINDS))})")
-    cls = _KINDS[kind]
+    cls = TRANSFORMS.get(kind, where=where)
     check_keys(spec, {"kind"} | set(cls.keys), where)
     return cls(folder, spec, n_bins, where)
 

@@ -22,6 +22,11 @@ from ..io import atomic_write_text
 from ..rundir import RunFolder, load_run, read_json_file
 from . import sections as S
 from .html import esc, page, section, table
+from ..config import validate_config
+from ..program import from_config as build_analysis
+from ..diagnostics.ppc import check_ppc
+from ..diagnostics.ppc import run_ppc
+from .. import __version__
 
 __all__ = ["build_report", "write_report", "check_convergence"]
 
@@ -42,8 +47,6 @@ def _analysis_for(run: RunFolder, analyses: Mapping[str, Any] | None):
         for key in (run.name, str(run.path)):
             if key in analyses:
                 return analyses[key], None
-    from ..config import validate_config
-    from ..runner import build_analysis
 
     try:
         return build_analysis(validate_config(run.config, source=str(run.path / "config.yaml"))), None
@@ -69,7 +72,6 @@ def _overview(runs: Sequence[RunFolder]) -> str:
 
 
 def _verdict_row(run: RunFolder, summ, ppc, why) -> list:
-    from .ppc import check_ppc
 
     conv = S.check_convergence(summ, run.posterior.divergences())
     rhats = [r["r_hat"] for r in summ.values() if r.get("r_hat") is not None]
@@ -113,7 +115,6 @@ def build_report(items: Sequence[Any], *, analyses: Mapping[str, Any] | None = N
         summ = run.posterior.summary()
         ppc = None
         if analysis is not None:
-            from .ppc import run_ppc
 
             ppc = run_ppc(analysis, run.posterior, seed=int(run.summary.get("seed", 0) or 0))
         verdicts.append(_verdict_row(run, summ, ppc, why))
@@ -138,7 +139,6 @@ def build_report(items: Sequence[Any], *, analyses: Mapping[str, Any] | None = N
     for j, (folder, data) in enumerate(tensions):
         nav.append((f"tension{j}", f"tension {folder.name}"))
         body.append(section(f"tension{j}", f"Tension ({folder})", S.tension_section(data, folder)))
-    from .. import __version__
 
     subtitle = f"latentinfer {__version__} - {time.strftime('%Y-%m-%d %H:%M:%S %Z')} - " + ", ".join(r.name for r in runs) if runs else f"latentinfer {__version__}"
     return page(title or "latentinfer report", subtitle, nav, "\n".join(body))

@@ -12,9 +12,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import LatentInferError
-from ..io import sha256_file
+from ..io import read_file, sha256_file
+from ..diagnostics.convergence import ESS_MIN, RHAT_MAX, check_convergence  # noqa: F401  (re-exported)
 from ..labels import latex
 from .html import RawHTML, esc, figure_tag, file_png_tag, fmt, json_block, json_tables, kv_table, table
+from ..paths import resolve
+from ..config import dump_yaml
+from ..diagnostics.ppc import check_ppc, plot_ppc, run_ppc
 
 __all__ = [
     "check_convergence",
@@ -30,9 +34,6 @@ __all__ = [
     "ESS_MIN",
 ]
 
-#: Thresholds of the convergence flags (Vehtari et al. 2021).
-RHAT_MAX = 1.01
-ESS_MIN = 400
 MAX_TRACE_PARAMS = 16
 
 
@@ -52,7 +53,6 @@ def _files_with_sha(folder: Path, limit: int = 60) -> list[tuple[str, int, str]]
 
 def provenance(run) -> str:
     """Config, method and settings, seed, versions, model bundle and likelihood data files with sha256."""
-    from ..paths import resolve
 
     s = run.summary
     info = {
@@ -74,7 +74,7 @@ def provenance(run) -> str:
     if model:
         try:
             folder = resolve("models", model)
-            card = json.loads((folder / "card.json").read_text())
+            card = read_file(folder / "card.json")
             parts.append(f"<h3>Model bundle {esc(model)}</h3><p class='muted'>{esc(folder)}</p>")
             parts.append(kv_table({k: card.get(k) for k in ("description", "format", "weights", "sha256") if k in card}))
         except (LatentInferError, OSError, json.JSONDecodeError) as exc:
@@ -96,28 +96,8 @@ def provenance(run) -> str:
 
 
 def _yaml(cfg) -> str:
-    from ..config import dump_yaml
 
     return dump_yaml(cfg)
-
-
-def check_convergence(summary: Mapping[str, Mapping[str, Any]], divergences: int, rhat_max: float = RHAT_MAX, ess_min: float = ESS_MIN) -> dict[str, Any]:
-    """Judge the parameter table: ``{"parameters": {name: [reasons]}, "divergences": int, "ok": bool}``.
-
-    A parameter is flagged when R-hat > ``rhat_max`` or bulk/tail ESS < ``ess_min``; any divergence flags the run.
-    """
-    flags = {}
-    for name, row in summary.items():
-        why = []
-        r = row.get("r_hat")
-        if r is not None and r > rhat_max:
-            why.append(f"R-hat {r:.3f} > {rhat_max}")
-        for key in ("ess_bulk", "ess_tail"):
-            e = row.get(key)
-            if e is not None and e < ess_min:
-                why.append(f"{key} {e:.0f} < {ess_min}")
-        flags[name] = why
-    return {"parameters": flags, "divergences": int(divergences), "ok": not any(flags.values()) and divergences == 0, "thresholds": {"r_hat_max": rhat_max, "ess_min": ess_min}}
 
 
 def parameters(run, summ: Mapping[str, Any] | None = None) -> str:
@@ -190,7 +170,6 @@ def sampling_plots(run) -> str:
 
 def ppc_section(run, analysis, why: str | None = None, ppc: Mapping[str, Any] | None = None) -> str:
     """Posterior predictive check per likelihood: table (chi2, PTE, predictive p) and residual plots."""
-    from .ppc import check_ppc, plot_ppc, run_ppc
 
     if analysis is None:
         return _na(why or "the run's analysis could not be rebuilt")
@@ -287,7 +266,6 @@ def tension_section(data: Mapping[str, Any], folder: Path | None) -> str:
 def interpretation_section(run) -> str:
     """The model's interpretation: ``mi.json`` as tables and traversal plots, from the bundle folder or its
     ``interpretation/`` subfolder."""
-    from ..paths import resolve
 
     model = run.config.get("model")
     if not model:
@@ -298,8 +276,8 @@ def interpretation_section(run) -> str:
         return _na(str(exc))
     out = []
     try:
-        card = json.loads((folder / "card.json").read_text())
-    except (OSError, json.JSONDecodeError):
+        card = read_file(folder / "card.json")
+    except LatentInferError:
         card = {}
     labels = card.get("latent_labels") or card.get("labels")
     if isinstance(labels, Mapping):
@@ -309,10 +287,7 @@ def interpretation_section(run) -> str:
     places = [folder, folder / "interpretation"]
     mi_file = next((p / "mi.json" for p in places if (p / "mi.json").is_file()), None)
     if mi_file is not None:
-        try:
-            mi = json.loads(mi_file.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise LatentInferError(f"corrupt file {mi_file}: not valid JSON ({exc})") from None
+        mi = read_file(mi_file, kind="JSON", label="corrupt file {path}")
         out.append(f"<h3>Mutual information ({esc(mi_file.relative_to(folder))})</h3>" + json_tables(mi) + json_block(mi, "mi.json"))
     figs = [p for d in places if d.is_dir() for p in _pngs(d)]
     if figs:

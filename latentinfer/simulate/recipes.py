@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..execution import TaskCheckpoint
 
 __all__ = ["Recipe", "recipes_from", "check_recipes", "missing_corpus", "SECONDS_PER_SPECTRUM", "plan_table"]
 
@@ -69,7 +70,6 @@ class Recipe:
 
     def status(self) -> tuple[bool, int, int]:
         """(file present, chunks finished, chunks in all)."""
-        from ..execution import TaskCheckpoint
 
         keys = self.chunk_keys()
         ck = self.out / "chunks"

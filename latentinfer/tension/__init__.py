@@ -10,13 +10,10 @@ from __future__ import annotations
 import sys
 import types
 
-from . import evidence as _evidence  # noqa: F401  (registers suspiciousness, evidence_ratio)
-from . import flow_shift as _flow_shift  # noqa: F401  (registers parameter_shift_flow, opt-in)
-from . import gaussian as _gaussian  # noqa: F401  (registers q_dm)
-from . import shift as _shift  # noqa: F401  (registers parameter_shift)
 from .api import TensionResult, check_tension, tension, write_tension
 from .attribution import attribute
 from .base import (
+    METRICS,
     MetricResult,
     TensionInputs,
     TensionMetric,
@@ -29,6 +26,7 @@ from .base import (
 from .inputs import prepare_inputs, prior_covariance
 
 __all__ = [
+    "METRICS",
     "MetricResult",
     "TensionInputs",
     "TensionMetric",

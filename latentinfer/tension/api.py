@@ -18,6 +18,10 @@ from ..posterior import Posterior
 from .attribution import attribute
 from .base import MetricResult, available_metrics, get_metric
 from .inputs import model_identity, prepare_inputs
+from ..rundir import RunFolder, load_run
+from ..rundir import read_evidence
+from ..program import from_config as build_analysis
+from ..io import write_json
 
 __all__ = ["TensionResult", "tension", "check_tension", "write_tension"]
 
@@ -71,10 +75,8 @@ class TensionResult:
 
 def _as_posterior(x, label: str) -> tuple[Posterior, dict | None, str]:
     """A Posterior, its evidence (from a run folder's summary.json) and a description of where it came from."""
-    from ..rundir import RunFolder, load_run
 
     if isinstance(x, Posterior):
-        from ..rundir import read_evidence
 
         return x, read_evidence(x.meta("evidence"), f"run {label} posterior attrs"), "in memory"
     if isinstance(x, (str, os.PathLike)):
@@ -90,7 +92,6 @@ def _as_posterior(x, label: str) -> tuple[Posterior, dict | None, str]:
 
 def _analyses(posts: Mapping[str, Posterior]) -> tuple[dict[str, Any] | None, str | None]:
     """Rebuild each run's Analysis from its recorded config (for data-space attribution)."""
-    from ..runner import build_analysis
 
     out = {}
     for label, post in posts.items():
@@ -180,7 +181,6 @@ def write_tension(result: TensionResult, out: str | os.PathLike, inputs_a=None, 
     ``tension_data_pattern.png`` when the data-space attribution was computed) into ``out``."""
     import matplotlib.pyplot as plt
 
-    from ..io import write_json
     from .plots import plot_data_pattern, plot_posteriors, plot_shifts
 
     out = Path(out)

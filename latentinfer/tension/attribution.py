@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..priors import centre, fixed_value, is_fixed
+from ..program.jacobian import jacobian as _jacobian
 from .base import TensionInputs
 
 __all__ = ["attribute", "parameter_shifts", "eigen_modes", "data_space", "ELL_BANDS"]
@@ -49,17 +50,6 @@ def eigen_modes(inp: TensionInputs) -> list[dict[str, Any]]:
         }
         for k in order
     ]
-
-
-def _jacobian(fn, z0: torch.Tensor) -> torch.Tensor:
-    """d fn / d z at z0: vectorised forward mode, else vectorised reverse mode, else one backward pass per output
-    (custom autograd functions, such as the binning of a bandpower likelihood, support neither vmap nor jvp)."""
-    for kwargs in ({"vectorize": True, "strategy": "forward-mode"}, {"vectorize": True}):
-        try:
-            return torch.autograd.functional.jacobian(fn, z0, **kwargs)
-        except (RuntimeError, NotImplementedError):
-            pass
-    return torch.autograd.functional.jacobian(fn, z0)
 
 
 def _axis(meta: Mapping, key: str, n: int) -> np.ndarray | None:

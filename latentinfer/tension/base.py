@@ -27,6 +27,7 @@ import numpy as np
 from scipy import stats
 
 from ..errors import LatentInferError
+from ..registry import Registry
 
 __all__ = [
     "MetricResult",
@@ -39,7 +40,9 @@ __all__ = [
     "sigma_from_pte",
 ]
 
-_METRICS: dict[str, type["TensionMetric"]] = {}
+#: ``name -> TensionMetric subclass`` (plug-ins: modules of :mod:`latentinfer.tension`).
+METRICS: Registry = Registry("tension metric", "latentinfer.tension", error=LatentInferError,
+                             skip=("api", "attribution", "base", "inputs", "plots"))
 
 
 def sigma_from_probability(p: float) -> float:
@@ -153,16 +156,13 @@ class TensionMetric:
 
 def register_metric(cls: type[TensionMetric]) -> type[TensionMetric]:
     """Class decorator: make a metric available by its name."""
-    _METRICS[cls.name] = cls
-    return cls
+    return METRICS.register(attr="name")(cls)
 
 
 def available_metrics(default_only: bool = False) -> list[str]:
     """Names of the registered metrics (only those computed by default when ``default_only``)."""
-    return [n for n, cls in _METRICS.items() if cls.default or not default_only]
+    return [n for n, cls in METRICS.items() if cls.default or not default_only]
 
 
 def get_metric(name: str) -> TensionMetric:
-    if name not in _METRICS:
-        raise LatentInferError(f"unknown tension metric '{name}' (available: {', '.join(_METRICS)})")
-    return _METRICS[name]()
+    return METRICS.get(name)()

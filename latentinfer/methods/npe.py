@@ -13,24 +13,42 @@ that is checked before any simulation is made.
 
 from __future__ import annotations
 
-from .base import InferenceMethod, register_method
+import dataclasses
+
+from ..amortized.posterior import EMBEDDINGS
+from .base import METHODS, Method, Settings, setting
+from ..amortized import check_tractable
+from ..amortized import train
 
 #: Proposals per resampled draw (at least 10,000): resampled draws are worth at most the importance ESS.
 PROPOSALS_PER_DRAW = 4
 
 
-@register_method
-class NPEMethod(InferenceMethod):
+@dataclasses.dataclass(frozen=True)
+class NPESettings(Settings):
+    """Neural posterior estimation (sbi) on simulations of the program; optionally importance-weighted."""
+
+    num_simulations: int = setting(10000, int, minimum=50, doc="simulations (per round)")
+    rounds: int = setting(1, int, minimum=1, doc="> 1: truncated sequential NPE focused on the data")
+    embedding: str | None = setting(None, (str, type(None)), choices=tuple(e for e in EMBEDDINGS if e), doc="data summary")
+    ensemble: int = setting(1, int, minimum=1, doc="density estimators mixed with equal weights")
+    num_samples: int = setting(4000, int, minimum=1, doc="posterior draws")
+    importance: bool = setting(False, bool, doc="weight NPE draws by the program's own density")
+
+
+@METHODS.register("npe")
+class NPEMethod(Method):
     name = "npe"
-    settings = ("num_simulations", "rounds", "embedding", "ensemble", "num_samples", "seed", "progress", "importance")
+    Settings = NPESettings
 
     def _run(self, analysis, **s):
         observed = {lik.name: lik.data for lik in analysis.likelihoods}
         if s["importance"]:
-            from ..amortized import check_tractable
 
             check_tractable(analysis)  # before the simulations: a likelihood without a log-density cannot weight
-        amo = analysis.train_sbi(
+
+        amo = train(
+            analysis,
             "npe",
             num_simulations=s["num_simulations"],
             seed=s["seed"],

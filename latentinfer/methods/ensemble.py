@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import emcee
 import numpy as np
 import torch
 
-from .base import InferenceMethod, build_posterior, register_method
+from ..posterior import build_posterior
+from .base import METHODS, Method, Settings, setting
+from ..program import LogDensity
 
 __all__ = ["EmceeMethod", "laplace_start"]
 
@@ -20,13 +24,22 @@ def laplace_start(analysis, n: int, seed: int) -> np.ndarray:
     return u0.numpy() + 1e-3 * rng.standard_normal((n, u0.shape[0]))
 
 
-@register_method
-class EmceeMethod(InferenceMethod):
+@dataclasses.dataclass(frozen=True)
+class EmceeSettings(Settings):
+    """emcee's affine-invariant ensemble with vectorised walkers (walkers become arviz chains)."""
+
+    walkers: int = setting(32, int, minimum=1, doc="walkers (at least 2 d + 2 are used)")
+    warmup: int = setting(500, int, minimum=0, doc="discarded steps")
+    draws: int = setting(1000, int, minimum=1, doc="kept steps per walker (after thinning)")
+    thin: int = setting(1, int, minimum=1)
+
+
+@METHODS.register("emcee")
+class EmceeMethod(Method):
     name = "emcee"
-    settings = ("walkers", "warmup", "draws", "thin", "seed", "progress")
+    Settings = EmceeSettings
 
     def _run(self, analysis, **s):
-        from ..program import LogDensity
 
         transforms = analysis.transforms()
         ndim = len(analysis.parameter_names)

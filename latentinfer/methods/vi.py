@@ -8,6 +8,8 @@ departures from Gaussianity.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pyro
 import torch
@@ -19,7 +21,9 @@ from pyro.optim import ClippedAdam
 from torch.distributions import biject_to
 from tqdm.auto import tqdm
 
-from .base import InferenceMethod, build_posterior, register_method
+from ..errors import ConfigError
+from ..posterior import build_posterior
+from .base import METHODS, Method, Settings, setting
 
 __all__ = ["VIMethod", "GUIDES"]
 
@@ -73,10 +77,24 @@ GUIDES = {
 }
 
 
-@register_method
-class VIMethod(InferenceMethod):
+@dataclasses.dataclass(frozen=True)
+class VISettings(Settings):
+    """Stochastic variational inference (Pyro SVI) from the Laplace point."""
+
+    guide: str = setting("multivariate_normal", str, choices=("normal", "multivariate_normal", "flow"))
+    steps: int = setting(3000, int, minimum=1, doc="optimisation steps")
+    lr: float = setting(0.01, float, doc="learning rate (> 0)")
+    num_samples: int = setting(4000, int, minimum=1, doc="draws from the fitted guide")
+
+    def validate(self, where: str) -> None:
+        if not self.lr > 0:
+            raise ConfigError(f"{where}: key 'lr' must be > 0, got {self.lr}")
+
+
+@METHODS.register("vi")
+class VIMethod(Method):
     name = "vi"
-    settings = ("guide", "steps", "lr", "num_samples", "seed", "progress")
+    Settings = VISettings
 
     def _run(self, analysis, **s):
         previous = torch.get_default_dtype()

@@ -26,6 +26,7 @@ warmup and every ``$LATENTINFER_CHECKPOINT_SECONDS`` of sampling; a resumed run 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -36,8 +37,11 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, LatentInferError
-from .base import InferenceMethod, build_posterior, register_method
+from ..posterior import build_posterior
+from ..program.laplace import batched_laplace  # noqa: F401  (re-exported: old import path)
+from .base import METHODS, Method, Settings, setting
 from .chain_state import checkpoint_seconds, load_chain_state, write_state
+from ..program import LogDensity
 
 __all__ = ["ChEESMethod", "OnePerGroup", "batched_laplace", "run_chees", "sample_groups", "WINDOW"]
 
@@ -59,47 +63,6 @@ def _halton(i: int, base: int = 2) -> float:
         r += f * (i % base)
         i //= base
     return r
-
-
-def batched_laplace(log_density, u0: torch.Tensor, *, steps: int = 200) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """MAP and Laplace covariance of ``G`` independent targets at once.
-
-    ``log_density(u (G, n)) -> lp (G,)`` differentiable (e.g. a :class:`~latentinfer.program.LogDensity`); ``u0 (G, n)``
-    starting points. The targets are independent,
-    so the sum of their negative log densities is separable: one L-BFGS run minimises all, and ``n`` gradient passes
-    of ``sum_g d lp_g / d u_j`` give every group's Hessian (block diagonal). Returns ``(u_map (G, n), cov (G, n, n),
-    ok (G,))``; ``ok`` is False where the Hessian is not positive definite or the MAP not finite (their ``cov`` is
-    the identity).
-    """
-    u = u0.detach().clone().requires_grad_(True)
-    opt = torch.optim.LBFGS([u], max_iter=steps, line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=1e-12)
-
-    def closure():
-        opt.zero_grad()
-        lp, g = log_density.value_and_grad(u.detach())
-        lp = torch.where(torch.isfinite(lp), lp, torch.full_like(lp, -1e30))
-        u.grad = torch.where(torch.isfinite(g), -g, torch.zeros_like(g))
-        return -lp.sum()
-
-    opt.step(closure)
-    u_map = u.detach()
-    G, n = u_map.shape
-    H = torch.empty(G, n, n, dtype=u_map.dtype)
-    x = u_map.clone().requires_grad_(True)
-    with torch.enable_grad():
-        lp = log_density(x)
-        (g,) = torch.autograd.grad(lp.sum(), x, create_graph=True)
-        for j in range(n):
-            (h,) = torch.autograd.grad(g[:, j].sum(), x, retain_graph=j < n - 1)
-            H[:, j, :] = -h
-    H = 0.5 * (H + H.transpose(-1, -2))
-    evals, evecs = torch.linalg.eigh(H)
-    ok = (evals > 0).all(-1) & torch.isfinite(u_map).all(-1) & torch.isfinite(evals).all(-1)
-    safe = torch.where(ok[:, None], evals, torch.ones_like(evals))
-    cov = (evecs / safe[:, None, :]) @ evecs.transpose(-1, -2)
-    eye = torch.eye(n, dtype=u_map.dtype).expand(G, n, n)
-    cov = torch.where(ok[:, None, None], cov, eye)
-    return u_map, 0.5 * (cov + cov.transpose(-1, -2)), ok
 
 
 def _split_rhat(draws: np.ndarray) -> np.ndarray:
@@ -480,16 +443,32 @@ def _restore_state(s: _Sampler, state):
     return y, t("eps"), t("T"), out, int(info["warmup_iterations"]), np.asarray(a["adapted"], dtype=bool)
 
 
-@register_method
-class ChEESMethod(InferenceMethod):
+@dataclasses.dataclass(frozen=True)
+class ChEESSettings(Settings):
+    """ChEES-HMC: chains as a batch dimension (see the module docstring)."""
+
+    chains: int = setting(32, int, minimum=1, doc="chains advanced together (>= 2: they adapt together)")
+    warmup: int = setting(1000, int, minimum=0, doc="cap on warmup iterations (warmup stops when adapted)")
+    draws: int = setting(300, int, minimum=1, doc="kept draws per chain")
+    target_accept: float = setting(0.8, float, minimum=0, below=1)
+    init: str = setting("laplace", str, choices=("laplace", "prior"))
+    precision: str = setting("float64", str, choices=("float64", "float32"), doc="float32: expansion + likelihoods")
+
+    def validate(self, where: str) -> None:
+        if self.chains < 2:
+            raise ConfigError(f"{where}: key 'chains' must be >= 2 for method chees (chains adapt together), got {self.chains}")
+        if not 0 < self.target_accept < 1:
+            raise ConfigError(f"{where}: key 'target_accept' must be in (0, 1), got {self.target_accept}")
+
+
+@METHODS.register("chees")
+class ChEESMethod(Method):
     """Registered as ``chees``: see the module docstring."""
 
     name = "chees"
-    settings = ("chains", "warmup", "draws", "seed", "target_accept", "init", "precision", "progress")
-    defaults = {"chains": 32, "warmup": 1000, "draws": 300, "target_accept": 0.8}
+    Settings = ChEESSettings
 
     def _run(self, analysis, **s):
-        from ..program import LogDensity
 
         if s["chains"] < 2:
             raise ConfigError(f"inference method 'chees': key 'chains' must be >= 2, got {s['chains']}")
@@ -564,7 +543,6 @@ def sample_groups(analysis, data, *, chains: int = 4, warmup: int = 1000, draws:
     ``(G, K, draws, n)`` and ``"log_target"`` ``(G, K, draws)``, the program's log posterior (unnormalised, constrained
     space) of each draw under its own data set, and a callable ``"log_target_at"`` for other points ``(G, ..., n)``.
     """
-    from ..program import LogDensity
 
     data = {k: torch.as_tensor(v, dtype=analysis.dtype) for k, v in data.items()}
     G = int(next(iter(data.values())).shape[0])

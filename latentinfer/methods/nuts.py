@@ -10,6 +10,7 @@ with the same numbers as an uninterrupted one. Finished chains are checkpointed 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -19,8 +20,10 @@ import torch
 from pyro.infer import NUTS
 from pyro.infer.autoguide.initialization import init_to_value
 
+from ..errors import ConfigError
 from ..execution import default_workers, map_tasks
-from .base import InferenceMethod, build_posterior, chain_seeds, register_method
+from ..posterior import build_posterior
+from .base import METHODS, Method, Settings, chain_seeds, setting
 from .chain_state import checkpoint_seconds as _checkpoint_seconds
 from .chain_state import load_chain_state, restore_kernel, save_chain_state
 
@@ -138,12 +141,29 @@ def _set_inverse_mass(kernel, names, cov) -> None:
 _run_chain = run_chain
 
 
-@register_method
-class NUTSMethod(InferenceMethod):
+@dataclasses.dataclass(frozen=True)
+class NUTSSettings(Settings):
+    """Pyro NUTS, one chain per task (processes or a Dask cluster)."""
+
+    chains: int = setting(4, int, minimum=1, doc="independent chains")
+    warmup: int = setting(500, int, minimum=0, doc="adaptation iterations per chain")
+    draws: int = setting(1000, int, minimum=1, doc="kept draws per chain")
+    jit: bool = setting(True, bool, doc="Pyro's JIT of the potential")
+    parallel: bool = setting(True, bool, doc="chains in parallel processes")
+    target_accept: float = setting(0.8, float, minimum=0, below=1, doc="dual-averaging target acceptance")
+    max_tree_depth: int = setting(10, int, minimum=1)
+    dense_mass: bool = setting(True, bool, doc="dense mass matrix")
+    init: str = setting("laplace", str, choices=("laplace", "prior"), doc="chain starts")
+
+    def validate(self, where: str) -> None:
+        if not 0 < self.target_accept < 1:
+            raise ConfigError(f"{where}: key 'target_accept' must be in (0, 1), got {self.target_accept}")
+
+
+@METHODS.register("nuts")
+class NUTSMethod(Method):
     name = "nuts"
-    settings = (
-        "chains", "warmup", "draws", "seed", "jit", "parallel", "target_accept", "max_tree_depth", "dense_mass", "init", "progress",
-    )
+    Settings = NUTSSettings
 
     def _run(self, analysis, **s):
         seeds = chain_seeds(s["seed"], s["chains"])
