@@ -6,6 +6,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
+# Corpus files (training data) are named relative to the corpus root: $LATENTINFER_CORPUS, os.pathsep-separated
+# folders, first match wins (README "Corpus"). The default here: ./corpus (what `simulate` makes), then the shared
+# CAMB corpus of the development machine; tests that need a corpus file skip where it is absent.
+LATENTINFER_CORPUS ?= $(CURDIR)/corpus:/work/shared/data/camb
+export LATENTINFER_CORPUS
+
 .PHONY: setup test test-all demo bench clean
 
 setup: $(VENV)/.installed

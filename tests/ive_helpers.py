@@ -7,8 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-CORPUS = Path("/work/shared/data/camb")
-needs_corpus = pytest.mark.skipif(not (CORPUS / "lcdm_core.npz").is_file(), reason="shared CAMB corpus not available")
+from latentinfer.paths import corpus_path
+
+CORPUS = corpus_path("lcdm_core.npz").parent  # the corpus root that holds the shared files ($LATENTINFER_CORPUS)
+needs_corpus = pytest.mark.skipif(not (CORPUS / "lcdm_core.npz").is_file(),
+                                  reason="shared CAMB corpus not found under the corpus root ($LATENTINFER_CORPUS, README 'Corpus')")
 
 
 def write_slice(path: Path, n: int = 160, n_bad: int = 3, source: str = "lcdm_core.npz") -> Path:

@@ -19,6 +19,7 @@ import torch
 from latentinfer import ForwardModel, load_model, save_bundle
 from latentinfer.cli import main
 from latentinfer.errors import ConfigError, DataError, LatentInferError
+from latentinfer.paths import corpus_path
 from latentinfer.interpret import (
     UNEXPLAINED,
     MISettings,
@@ -202,7 +203,7 @@ def test_mi_table_bad_input():
         mi_table(z, z, ["a"], progress=False)
 
 
-CORPUS = "/work/shared/data/camb/lcdm.npz"
+CORPUS = str(corpus_path("lcdm.npz"))  # under the corpus root ($LATENTINFER_CORPUS)
 
 
 def test_pca_of_real_camb_spectra_is_uncorrelated_but_entangled():
@@ -216,7 +217,7 @@ def test_pca_of_real_camb_spectra_is_uncorrelated_but_entangled():
     from threadpoolctl import threadpool_limits
 
     if not os.path.exists(CORPUS):
-        pytest.skip("shared CAMB corpus not available")
+        pytest.skip("shared CAMB corpus not found under the corpus root ($LATENTINFER_CORPUS)")
     with np.load(CORPUS) as f:
         ok = f["ok"]
         tt, te, ee, pp = (f[k][ok][:, ::8].astype(float) for k in ("TT", "TE", "EE", "PP"))  # every 8th stored ell

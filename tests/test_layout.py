@@ -222,3 +222,54 @@ def test_coverage_runs_any_registered_method_through_the_registry(tmp_path, caps
     assert rec["method"] == "emcee" and rec["settings"]["walkers"] == 8 and len(rec["curves"]["sbc_ranks"]) == 20
     assert main(["coverage", str(cfg), "--method", "gibbs", "--n", "20", "--out", str(out)]) == 2
     assert "coverage: --method must be one of" in capsys.readouterr().err
+
+
+# -- one corpus root ------------------------------------------------------------------------------------------
+def test_corpus_files_are_found_under_the_corpus_root(tmp_path, monkeypatch):
+    import os
+
+    from latentinfer.paths import CORPUS_ENV, corpus_name, corpus_path, use_corpus_root
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    (a / "ext").mkdir(parents=True)
+    b.mkdir()
+    (a / "ext" / "ede.npz").write_bytes(b"x")
+    (b / "lcdm.npz").write_bytes(b"y")
+    monkeypatch.setenv(CORPUS_ENV, os.pathsep.join([str(a), str(b)]))
+    assert corpus_path("ext/ede.npz") == a / "ext" / "ede.npz"  # first root that has it
+    assert corpus_path("lcdm.npz") == b / "lcdm.npz"
+    assert corpus_path("new/ede.npz") == a / "new" / "ede.npz"  # not made yet: under the first root
+    assert corpus_path(b / "lcdm.npz") == b / "lcdm.npz"  # absolute: as given
+    assert corpus_name(b / "lcdm.npz") == "lcdm.npz" and corpus_name(a / "ext" / "ede.npz") == "ext/ede.npz"
+    c = tmp_path / "c"
+    use_corpus_root(c)  # what --corpus-root DIR does
+    assert os.environ[CORPUS_ENV].split(os.pathsep)[0] == str(c.resolve())
+    monkeypatch.delenv(CORPUS_ENV)
+    assert corpus_path("lcdm.npz") == Path.cwd() / "corpus" / "lcdm.npz"  # default root ./corpus
+
+
+def test_shipped_configs_and_cards_name_corpus_files_relative_to_the_root():
+    """No training config, bundle card or test names a corpus file by a path of the machine it was made on."""
+    import re
+
+    offenders = []
+    files = [*ROOT.glob("models/*/card.json"), *ROOT.glob("models/*/train.yaml"), *ROOT.glob("configs/*.yaml"),
+             *ROOT.glob("tests/*.py"), *PKG.rglob("*.py")]
+    for f in files:
+        for ln in f.read_text().splitlines():
+            if re.search(r"/work/(shared|corpus)/", ln) and "test_layout" not in f.name:
+                offenders.append(f"{f.relative_to(ROOT)}: {ln.strip()[:100]}")
+    assert offenders == []
+    card = json.loads((ROOT / "models" / "cmb-lcdm" / "card.json").read_text())
+    for item in card["corpus"]["files"]:
+        assert not Path(item["path"]).is_absolute() and len(item["sha256"]) == 64
+
+
+def test_a_missing_corpus_file_names_the_root(tmp_path, monkeypatch):
+    from latentinfer.errors import DataError
+    from latentinfer.ive.data import load_corpus
+    from latentinfer.paths import CORPUS_ENV
+
+    monkeypatch.setenv(CORPUS_ENV, str(tmp_path))
+    with pytest.raises(DataError, match=r"corpus file .*nope\.npz not found \(corpus files are named relative to the root"):
+        load_corpus("nope.npz")

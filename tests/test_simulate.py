@@ -10,10 +10,14 @@ import pytest
 
 from latentinfer.cli import main
 from latentinfer.errors import ConfigError
+from latentinfer.paths import corpus_path
 from latentinfer.simulate import BOXES, SEEDS, camb_spectra, parse_box, parse_rows, simulate, sobol_design
 
-CORPUS = Path("/work/shared/data/camb")
-needs_corpus = pytest.mark.skipif(not (CORPUS / "lcdm.npz").is_file(), reason="shared CAMB corpus not available")
+CORPUS = corpus_path("lcdm.npz").parent  # the corpus root that holds the shared files ($LATENTINFER_CORPUS)
+needs_corpus = pytest.mark.skipif(not (CORPUS / "lcdm.npz").is_file(),
+                                  reason="shared CAMB corpus not found under the corpus root ($LATENTINFER_CORPUS, README 'Corpus')")
+#: The files of the shared corpus, named relative to the corpus root.
+SHARED = {"lcdm.npz", "lcdm_core.npz", "ede.npz", "ede_edge.npz"}
 
 
 @needs_corpus
@@ -228,7 +232,7 @@ def test_every_shipped_training_config_says_how_its_corpus_is_made(path):
     cfg = load_train_config(path)
     made = {r.path for r in recipes_from(cfg)}
     for f in [*cfg.corpus, *cfg.lcdm_as_ede]:
-        assert f.startswith("/work/shared/data/camb/") or f in made, f"{path}: no recipe for {f}"
+        assert f in SHARED or f in made, f"{path}: no recipe for {f}"
     # no two files of one design (model, seed, box) share rows, nor a file and the shared corpus (first n rows)
     recipes = recipes_from(cfg)
     shared = {("ede", 12): 1000, ("lcdm", 11): 2000}

@@ -9,10 +9,14 @@ def register(sub) -> None:
     p.add_argument("--corpus", default=None, help="corpus .npz (default: the bundle's validation.npz)")
     p.add_argument("--out", default=None, help="write the statistics and per-row values as JSON")
     p.add_argument("--update-card", action="store_true", help="store the result in the bundle's card.json (bundle folder only)")
+    p.add_argument("--corpus-root", default=None, metavar="DIR", help="corpus root folder: relative corpus names are looked up here first (default: $LATENTINFER_CORPUS, else ./corpus)")
     p.set_defaults(func=_accuracy)
 
 
 def _accuracy(args) -> int:
+    from ..paths import use_corpus_root
+
+    use_corpus_root(args.corpus_root)
     from ..io import write_json
     from ..ive.accuracy import GOAL, bundle_accuracy, check_accuracy, describe_where
 

@@ -26,10 +26,14 @@ def register(sub) -> None:
                    help="a training config: make every corpus file its simulate: block describes and that is missing "
                         "(instead of --model/--n/--seed/--out)")
     p.add_argument("--plan", action="store_true", help="with --config: print what is done and what is left, run nothing")
+    p.add_argument("--corpus-root", default=None, metavar="DIR", help="corpus root folder: relative corpus names are looked up here first (default: $LATENTINFER_CORPUS, else ./corpus)")
     p.set_defaults(func=_simulate)
 
 
 def _simulate(args) -> int:
+    from ..paths import use_corpus_root
+
+    use_corpus_root(args.corpus_root)
     from ..errors import ConfigError
     from ..simulate import parse_box, parse_rows, simulate
 

@@ -19,6 +19,7 @@ def register(sub) -> None:
     p.add_argument("--sizes", default="0.125,0.25,0.5,1.0", help="training-set fractions for the --scan learning curve")
     p.add_argument("--minutes", type=float, default=None, help="override max_minutes (per model) of the config")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--corpus-root", default=None, metavar="DIR", help="corpus root folder: relative corpus names are looked up here first (default: $LATENTINFER_CORPUS, else ./corpus)")
     p.set_defaults(func=_train)
 
 
@@ -32,6 +33,9 @@ def _floats(text: str, key: str) -> list[float]:
 
 
 def _train(args) -> int:
+    from ..paths import use_corpus_root
+
+    use_corpus_root(args.corpus_root)
     from ..ive.config import load_train_config
     from ..ive.pipeline import run_training
 

@@ -3,7 +3,7 @@
 Example (``models/cmb-lcdm/train.yaml``)::
 
     name: cmb-lcdm
-    corpus: [/work/shared/data/camb/lcdm.npz, /work/shared/data/camb/lcdm_core.npz]
+    corpus: [lcdm.npz, lcdm_core.npz]          # names under the corpus root ($LATENTINFER_CORPUS)
     latent_dim: 6
     n_pca: 48
     encoder_hidden: [256, 256]

@@ -1,6 +1,6 @@
 """Training data for the IVE: corpus loading, splining to every integer ell, and the normalised target space.
 
-Corpus files follow ``/work/shared/data/camb/README.md``: ``params (N, p)``, ``names``, ``box_low/high``, ``ell``
+Corpus files (named relative to the corpus root, :func:`latentinfer.paths.corpus_path`) follow the shared corpus README: ``params (N, p)``, ``names``, ``box_low/high``, ``ell``
 (the stored grid: 2..49 then even 50..3200), ``TT, TE, EE`` (lensed D_ell in muK^2) and ``PP``
 ([L(L+1)]^2 C_L^phiphi / 2pi, dimensionless), ``derived``, ``derived_names``, ``ok``.
 
@@ -25,6 +25,7 @@ from scipy.interpolate import CubicSpline
 
 from ..errors import DataError
 from ..bundle.nets import Normaliser  # the runtime half of the target space lives with the decoders
+from ..paths import CORPUS_ENV, corpus_path
 from ..grid import ELL_MAX, ELL_MIN, SPECTRA, corpus_ell_grid, ell_grid
 
 __all__ = [
@@ -82,9 +83,10 @@ def load_corpus(path: str | os.PathLike, *, verbose: bool = True) -> Corpus:
 
     Raises :class:`DataError` naming the file and the key when the file is unusable.
     """
-    path = Path(path)
+    path = corpus_path(path)
     if not path.is_file():
-        raise DataError(f"corpus file {path} not found")
+        raise DataError(f"corpus file {path} not found (corpus files are named relative to the root "
+                        f"${CORPUS_ENV} or --corpus DIR; see README 'Corpus')")
     try:
         with np.load(path, allow_pickle=False) as f:
             missing = [k for k in _KEYS if k not in f.files]

@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from ..errors import BundleError
+from ..paths import corpus_name, corpus_path
 from ..io import atomic_write_bytes, read_file, sha256_file, to_jsonable, versions, write_json
 from .accuracy import GOAL, bundle_accuracy, check_accuracy, run_accuracy
 from .basis import set_latent_basis
@@ -115,8 +116,8 @@ def _run_training(cfg: TrainConfig, out: str | Path | None, verbose: bool) -> di
                           "reference": "training mean of the transform (decoder.normaliser.ref_<S>)",
                           "scale": "per-ell training std (decoder.normaliser.scale_<S>)",
                           "pca": f"{cfg.n_pca} components per spectrum (decoder.expansion.*)"},
-        "corpus": {"files": [{"path": p, "sha256": sha256_file(p)} for p in cfg.corpus]
-                   + [{"path": p, "sha256": sha256_file(p), "role": "LCDM rows at fde_zc = 0 (training and validation only)"}
+        "corpus": {"files": [{"path": corpus_name(p), "sha256": sha256_file(corpus_path(p))} for p in cfg.corpus]
+                   + [{"path": corpus_name(p), "sha256": sha256_file(corpus_path(p)), "role": "LCDM rows at fde_zc = 0 (training and validation only)"}
                       for p in cfg.lcdm_as_ede], "names": c.names,
                    "box_low": c.box_low.tolist(), "box_high": c.box_high.tolist(),
                    "n_train": len(prep.train), "n_val": len(prep.val), "n_test": len(prep.test),

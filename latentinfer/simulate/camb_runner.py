@@ -1,4 +1,4 @@
-"""CAMB spectra exactly as the shared corpus was made (``/work/shared/data/camb/README.md``, CAMB 2.0.5).
+"""CAMB spectra exactly as the shared corpus was made (its README; CAMB 2.0.5).
 
 ``camb_spectra(params, names)`` returns lensed D_ell (TT, TE, EE in muK^2) and the lensing potential
 PP = [L(L+1)]^2 C_L^phiphi / 2pi on the corpus grid (ell 2..49, then even 50..3200), plus the derived

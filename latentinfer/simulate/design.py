@@ -12,7 +12,7 @@ from ..errors import ConfigError
 
 __all__ = ["BOXES", "SEEDS", "sobol_design", "parse_box", "parse_rows"]
 
-#: The corpus boxes (``/work/shared/data/camb/README.md``): name -> (low, high), in column order.
+#: The corpus boxes (the shared corpus README, ``lcdm.npz``/``ede.npz`` under the corpus root): name -> (low, high), in column order.
 BOXES: dict[str, dict[str, tuple[float, float]]] = {
     "lcdm": {"ombh2": (0.0210, 0.0237), "omch2": (0.105, 0.135), "H0": (60.0, 76.0), "logA": (2.95, 3.15),
              "ns": (0.92, 1.01), "tau": (0.02, 0.09)},

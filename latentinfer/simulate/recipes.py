@@ -5,8 +5,8 @@ A training config names its corpus files; the shared ones come with the project,
 made it (the file is ``<out>/<model>.npz``, so ``out`` is the file's folder)::
 
     simulate:
-      /work/corpus/ede-ext/ede.npz: {model: ede, n: 4096, seed: 12, rows: "1000:1700"}
-      /work/corpus/ede-hi/ede.npz: {model: ede, n: 4096, seed: 14, rows: "0:1250", box: "fde_zc=0.075:0.15"}
+      ede-ext/ede.npz: {model: ede, n: 4096, seed: 12, rows: "1000:1700"}
+      ede-hi/ede.npz: {model: ede, n: 4096, seed: 14, rows: "0:1250", box: "fde_zc=0.075:0.15"}
 
 ``latentinfer simulate --config CONFIG.yaml [--plan]`` prints every recipe with what is done (files present,
 chunks finished) and the CAMB time left, then runs what is missing (resumable chunk by chunk, in local processes or
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..paths import corpus_path
 from ..execution import TaskCheckpoint
 
 __all__ = ["Recipe", "recipes_from", "check_recipes", "missing_corpus", "SECONDS_PER_SPECTRUM", "plan_table"]
@@ -47,8 +48,13 @@ class Recipe:
     chunk: int = 25
 
     @property
+    def file(self) -> Path:
+        """Where the file is (or will be written): its name under the corpus root."""
+        return corpus_path(self.path)
+
+    @property
     def out(self) -> Path:
-        return Path(self.path).parent
+        return self.file.parent
 
     def design_rows(self):
         from .design import parse_rows
@@ -77,7 +83,7 @@ class Recipe:
         if ck.is_dir():
             store = TaskCheckpoint(ck)
             done = sum(store.has(k) for k in keys)
-        return Path(self.path).is_file(), done, len(keys)
+        return self.file.is_file(), done, len(keys)
 
     def command(self) -> str:
         cmd = f"latentinfer simulate --model {self.model} --n {self.n} --seed {self.seed}"
@@ -141,7 +147,7 @@ def missing_corpus(cfg, config_path: str | os.PathLike | None = None) -> str | N
     """None when every corpus file of ``cfg`` is present, else one line naming the missing files and the command
     that makes them (with the CAMB time on 2 cores)."""
     files = list(dict.fromkeys(list(cfg.corpus) + list(cfg.lcdm_as_ede)))
-    missing = [p for p in files if not Path(p).is_file()]
+    missing = [p for p in files if not corpus_path(p).is_file()]
     if not missing:
         return None
     by_path = {r.path: r for r in recipes_from(cfg)}
