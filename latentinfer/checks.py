@@ -27,7 +27,8 @@ def check_keys(d: Mapping, allowed: set[str], where: str) -> None:
     """Reject unknown keys, naming the first one and the allowed set."""
     for key in d:
         if key not in allowed:
-            raise ConfigError(f"{where}: unknown key '{key}' (allowed: {', '.join(sorted(allowed)) or 'none'})")
+            shown = f"'{key}'" if isinstance(key, str) and key.isprintable() else repr(key)
+            raise ConfigError(f"{where}: unknown key {shown} (allowed: {', '.join(sorted(allowed)) or 'none'})")
 
 
 def require(d: Mapping, key: str, typ: type | tuple[type, ...], where: str, default: Any = _MISSING) -> Any:

@@ -211,10 +211,9 @@ def test_save_bundle_refuses_extra_files_outside(tmp_path):
 
 # -- likelihood spec loader and theory-file reader ----------------------------------------------------------
 def _registered_types() -> list[str]:
-    from latentinfer.likelihoods.registry import _TYPES, _import_builtin_types
+    from latentinfer.likelihoods.registry import TYPES
 
-    _import_builtin_types()
-    return sorted(_TYPES)
+    return sorted(TYPES.names())
 
 
 @st.composite

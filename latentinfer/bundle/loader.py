@@ -16,7 +16,7 @@ from ..errors import BundleError
 from ..io import atomic_write_text, read_file, sha256_file
 from ..paths import resolve
 from . import ARCHITECTURES
-from .card import FORMAT, _one_line, bundle_file, read_card
+from .card import FORMAT, _one_line, _short, bundle_file, read_card
 from .forward import ForwardModel
 
 __all__ = ["load_model", "save_bundle", "register_architecture", "MLP"]
@@ -82,6 +82,9 @@ class MLP(torch.nn.Module):
 @register_architecture("mlp")
 def _build_mlp(card, state, info) -> ForwardModel:
     arch = card["architecture"]
+    outs = arch.get("outputs")
+    if not isinstance(outs, Mapping) or not outs or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in outs.values()):
+        raise BundleError(f"{info['folder'] / 'card.json'}: key 'architecture.outputs' must map output names to sizes >= 1, got {_short(outs)}")
     try:
         module = MLP(len(card["latent_names"]), list(arch.get("hidden", [])), arch["outputs"], arch.get("activation", "tanh"))
         module.load_state_dict(state)
