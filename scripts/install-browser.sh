@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install headless Chromium and its WebDriver (Debian packages chromium + chromium-driver) for the browser test
-# tests/test_report_browser.py. Idempotent: does nothing when both are present. Needs root (CI containers);
+# tests/report/test_report_browser.py. Idempotent: does nothing when both are present. Needs root (CI containers);
 # otherwise it says why and exits 0, and the browser test skips with that reason.
 set -euo pipefail
 

@@ -206,7 +206,7 @@ class TruncatedDecoder(torch.nn.Module):
         """A copy whose PCA expansion (the largest matrix product) runs in ``dtype``; the MLP stays in its dtype.
 
         float32 is safe for the expansion but not for the MLP: its outputs reach |c| ~ 35, and float32 rounding
-        there moves chi2 under Planck plik_lite by ~0.02 (tests/test_log_density.py)."""
+        there moves chi2 under Planck plik_lite by ~0.02 (tests/program/test_log_density.py)."""
         import copy
 
         new = copy.copy(self)

@@ -34,7 +34,7 @@ small N, the pattern seen on a real NPE. Two statistics look at the joint direct
   ``f`` a joint, ellipsoidal statistic, and the ATC sign is read: below the diagonal is over-confident (or
   biased), above is under-confident.
 
-Which diagnostic sees a wrong joint, and at which N (tests/test_coverage_joint.py: a 2-d Gaussian posterior
+Which diagnostic sees a wrong joint, and at which N (tests/coverage/test_coverage_joint.py: a 2-d Gaussian posterior
 with marginal sds 0.2, 0.3 and correlation 0.9, L = 200 draws; the broken posterior keeps the exact marginals
 and is either independent or has correlation -0.9; each cell is the fraction of 400 studies that fail the
 check, Monte-Carlo sd <= 0.025; on the exact posterior every check fails in <= 0.018 of studies):
@@ -437,7 +437,7 @@ def run_tarp_local(thetas, samples, *, inflate: float = 0.5, seed: int = 0, grid
     ``f``) is exactly uniform, as TARP's argument needs (the reference and metric may depend on the data, not on
     which point is the truth). With the reference near the posterior mean, ``f`` is close to the Mahalanobis
     rank of the truth among the draws: a joint statistic. The default ``inflate = 0.5`` keeps the references
-    near the posterior (power against a wrong joint falls as they move out: tests/test_coverage_joint.py) while
+    near the posterior (power against a wrong joint falls as they move out: tests/coverage/test_coverage_joint.py) while
     keeping them spread, as TARP's sufficiency argument wants."""
     thetas, samples = _check_shapes(thetas, samples)
     mean, chol = _whitening(np.concatenate([samples, thetas[:, None, :]], 1))

@@ -26,7 +26,7 @@ under-confident reading.
 ``joint_only``: marginal SBC passes while a joint statistic (HPD, density rank, local TARP) fails. Then an
 "under-confident" overall becomes "miscalibrated": with the right marginal variances, a covariance that differs
 from the true one differs by a zero-trace matrix, so some direction is too narrow even when the joint
-statistics average to "too wide" (the independent-components case of tests/test_coverage_joint.py reads so in
+statistics average to "too wide" (the independent-components case of tests/coverage/test_coverage_joint.py reads so in
 about 1 study in 9 at N = 1000). The price: a merely conservative posterior whose marginal SBC lacks the power
 to see it is reported as miscalibrated rather than acceptable.
 """

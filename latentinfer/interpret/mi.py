@@ -18,7 +18,7 @@ The method of Piras et al. (2023, MLST; the ``gmm-mi`` package), implemented on 
 
 MI is in nats. The bootstrap error covers the sampling noise of the data and the Monte-Carlo noise of the
 integral, not the bias of the mixture as a density model (small when K is chosen by cross-validation; see
-``tests/test_interpret.py`` for checks against closed forms).
+``tests/interpret/test_interpret.py`` for checks against closed forms).
 
 We do not call the ``gmm-mi`` package itself: its 0.8.2 release calls ``GaussianMixture._validate_data``, which
 scikit-learn removed in 1.6, so it fails on the installed scikit-learn (1.9).

@@ -141,7 +141,7 @@ def embed_lcdm(lcdm: Corpus, ede: Corpus, rng: np.random.Generator) -> Corpus:
     """LCDM corpus rows as EDE rows at ``fde_zc = 0``, on the parameter names and box of the EDE corpus ``ede``.
 
     CAMB's EarlyQuintessence with ``fde_zc = 0`` (run as 1e-6, as the corpus does) is LCDM: the spectra agree to
-    dchi2 < 1e-6 under the plik_lite covariance (``tests/test_simulate.py``, slow). ``log10_zc`` and ``theta_i``,
+    dchi2 < 1e-6 under the plik_lite covariance (``tests/simulate/test_simulate.py``, slow). ``log10_zc`` and ``theta_i``,
     which then change nothing, are drawn uniformly over the EDE box so that no value of them is singled out.
     Raises :class:`DataError` if the names do not fit (the EDE names are the LCDM ones followed by
     ``fde_zc, log10_zc, theta_i``) or a row lies outside the EDE box.

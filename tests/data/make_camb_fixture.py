@@ -6,7 +6,7 @@ The tests read this committed file, so they do not need CAMB at run time. Regene
 
 Cosmology: the Planck 2018 TT,TE,EE+lowE+lensing best fit (Planck 2018 VI, Table 2, last column), namely
 ombh2 = 0.02238, omch2 = 0.1201, H0 = 67.32, tau = 0.0543, ln(1e10 A_s) = 3.0448, n_s = 0.9660, one massive
-neutrino of 0.06 eV. CAMB 2.0.5 settings as in the shipped corpus (``/work/shared/data/camb/README.md``):
+neutrino of 0.06 eV. CAMB 2.0.5 settings as in the shipped corpus (the shared corpus README):
 ``set_for_lmax(3200, lens_potential_accuracy=1)``, ``AccuracyBoost = 1``, no tensors.
 
 Layout (CAMB/cobaya text, as read by :func:`latentinfer.likelihoods.theory.read_theory_file`): columns

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import latentinfer  # noqa: E402
 from _linear_models import (  # noqa: E402

@@ -19,9 +19,9 @@ from scipy.stats import chi2 as chi2_dist
 import latentinfer as li
 from latentinfer.errors import ConfigError, LatentInferError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LIK = ROOT / "likelihoods"
-FIXTURE = Path(__file__).with_name("data") / "camb_lcdm_planck2018.txt"
+FIXTURE = Path(__file__).resolve().parents[1] / "data" / "camb_lcdm_planck2018.txt"
 RTOL = 1e-10  # float64 agreement asked of every likelihood
 LENS = "smicadx12_Dec5_ftl_mv2_ndclpp_p_teb_consext8"
 

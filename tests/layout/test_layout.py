@@ -22,7 +22,7 @@ from importgraph import edges, module_name, violations
 
 from latentinfer.errors import BundleError, ConfigError, LatentInferError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PKG = ROOT / "latentinfer"
 
 
@@ -254,7 +254,7 @@ def test_shipped_configs_and_cards_name_corpus_files_relative_to_the_root():
 
     offenders = []
     files = [*ROOT.glob("models/*/card.json"), *ROOT.glob("models/*/train.yaml"), *ROOT.glob("configs/*.yaml"),
-             *ROOT.glob("tests/*.py"), *PKG.rglob("*.py")]
+             *ROOT.glob("tests/**/*.py"), *PKG.rglob("*.py")]
     for f in files:
         for ln in f.read_text().splitlines():
             if re.search(r"/work/(shared|corpus)/", ln) and "test_layout" not in f.name:

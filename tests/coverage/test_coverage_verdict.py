@@ -1,7 +1,7 @@
 """One verdict from the coverage diagnostics: the reading of each built case, and the advice per method.
 
 The cases are Gaussian posteriors over N = 1000 simulated data sets of a 2-d linear-Gaussian problem (exact
-posterior: marginal sds 0.2, 0.3, correlation 0.9; L = 200 draws), as in tests/test_coverage_joint.py:
+posterior: marginal sds 0.2, 0.3, correlation 0.9; L = 200 draws), as in tests/coverage/test_coverage_joint.py:
 exact, over-confident (covariance x 0.5), under-confident (x 2), biased (+1 sd), and a wrong joint (the
 correlation flipped to -0.9, or dropped). The fixed seed does not pick the outcome: over 200 studies (seeds
 1000-1199) each broken case got the overall reading asserted below in >= 199 (the misreads: over- and

@@ -6,7 +6,7 @@ finished runs can be handed in:
 
     LATENTINFER_PLANCK_RUN=runs/planck_vs_spt/planck     # a run of planck_latent.yaml-like config with evidence
     LATENTINFER_LCDM_VS_EDE=runs/lcdm_vs_ede             # the output folder of examples/lcdm_vs_ede.sh
-    pytest -m slow tests/test_truth_planck.py
+    pytest -m slow tests/truth/test_truth_planck.py
 
 Without them the fixtures sample the chains themselves (4 x (500 + 1000) NUTS).
 
@@ -27,7 +27,7 @@ import pytest
 
 from latentinfer.paths import available
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 pytestmark = [
     pytest.mark.slow,

@@ -203,7 +203,7 @@ def test_planck_new_data_vector():
     from latentinfer.config import load_config
     from latentinfer.runner import build_analysis
 
-    a = build_analysis(load_config(Path(__file__).parents[1] / "examples" / "demo.yaml"))
+    a = build_analysis(load_config(Path(__file__).parents[2] / "examples" / "demo.yaml"))
     amo = a.train_sbi("npe", num_simulations=10000, seed=0, embedding="pca")
     x = simulate(a, 1, seed=100)["x"][0]
     t0 = time.perf_counter()

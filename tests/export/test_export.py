@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _linear_models import linear_forward, posterior_from_exact  # noqa: E402
 from latentinfer import Analysis, GaussianLikelihood  # noqa: E402

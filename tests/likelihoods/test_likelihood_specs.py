@@ -13,7 +13,7 @@ import yaml
 import latentinfer as li
 from latentinfer.errors import ConfigError, DataError
 
-LIK = Path(__file__).resolve().parents[1] / "likelihoods"
+LIK = Path(__file__).resolve().parents[2] / "likelihoods"
 
 
 @pytest.fixture
@@ -91,7 +91,7 @@ class _ScaledSpectra(torch.nn.Module):
 
     def __init__(self):
         super().__init__()
-        tab = np.loadtxt(Path(__file__).with_name("data") / "camb_lcdm_planck2018.txt")
+        tab = np.loadtxt(Path(__file__).resolve().parents[1] / "data" / "camb_lcdm_planck2018.txt")
         for i, k in enumerate(["TT", "TE", "EE", "PP"], start=1):
             self.register_buffer(k, torch.tensor(tab[:, i]))
 

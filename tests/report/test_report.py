@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _linear_models import run_config, split_problem, write_exact_run, write_problem_files  # noqa: E402
 from latentinfer.cli import main  # noqa: E402

@@ -1,8 +1,8 @@
 """ChEES-HMC (method ``chees``): many chains in lockstep on the batched log density.
 
-The same exact checks as NUTS (tests/test_inference_exact.py): on the linear-Gaussian model with a closed-form
+The same exact checks as NUTS (tests/methods/test_inference_exact.py): on the linear-Gaussian model with a closed-form
 posterior, means within 4 Monte-Carlo standard errors, variances within 10 %, correlations within 0.1, ESS > 1000,
-R-hat < 1.01; the MLP recovery of tests/test_nonlinear.py; same seed, same numbers; a run stopped after warmup resumes
+R-hat < 1.01; the MLP recovery of tests/program/test_nonlinear.py; same seed, same numbers; a run stopped after warmup resumes
 to the same numbers; groups of chains with their own data sets each reach their own exact posterior.
 """
 
@@ -182,7 +182,7 @@ def test_chees_agrees_with_nuts_on_the_planck_latent_posterior():
 
     from pathlib import Path
 
-    an = build_analysis(load_config(Path(__file__).resolve().parents[1] / "examples" / "planck_latent.yaml"))
+    an = build_analysis(load_config(Path(__file__).resolve().parents[2] / "examples" / "planck_latent.yaml"))
     ref = an.sample("nuts", chains=4, warmup=500, draws=1000, seed=0, progress=False)
     got = an.sample("chees", seed=0, progress=False)
     sd_ref = np.sqrt(np.diag(ref.cov()))

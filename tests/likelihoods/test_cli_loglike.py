@@ -17,8 +17,8 @@ from latentinfer.cli import main
 from latentinfer.errors import LatentInferError
 from latentinfer.likelihoods.theory import read_theory_file
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = Path(__file__).with_name("data") / "camb_lcdm_planck2018.txt"
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURE = Path(__file__).resolve().parents[1] / "data" / "camb_lcdm_planck2018.txt"
 
 
 @pytest.fixture(scope="module")
