@@ -207,7 +207,7 @@ def _train_point(prep, cfg, rows, binning, settings, seed, log, mi_active_only=F
 
 def run_discovery(cfg: TrainConfig, out, *, betas=(1e-6, 1e-5, 1e-4, 1e-3, 1e-2), d_beta: int = 8,
                   dims=tuple(range(3, 11)), mi_files=None, beta: float | None = None, settings=None,
-                  seed: int = 0, verbose: bool = True) -> dict:
+                  seed: int = 0, verbose: bool = True, min_mi_rows: int = MIN_MI_ROWS) -> dict:
     """The beta scan then the latent-count scan (``beta`` given: skip the beta scan). Writes ``out/scan.json`` after
     every point (a partial scan is readable) and ``out/scan.png``. Returns the result dict."""
     from ..errors import ConfigError
@@ -220,13 +220,17 @@ def run_discovery(cfg: TrainConfig, out, *, betas=(1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
     for d in dims:
         if not 1 <= d <= 32:
             raise ConfigError(f"discover: latent count {d!r} outside 1..32")
+    n_mi = sum(len(load_corpus(f, verbose=False)) for f in (mi_files or cfg.corpus))
+    if n_mi < min_mi_rows:
+        raise DataError(f"MI rows: {', '.join(map(str, mi_files or cfg.corpus))} hold {n_mi} usable rows, fewer than the "
+                        f"{min_mi_rows} the MI estimates need; add corpus files")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     log = print if verbose else (lambda *_: None)
     t0 = time.time()
     with torch_threads(cfg.threads):
         prep = prepare(cfg, verbose=verbose)
-        rows = mi_rows(prep, mi_files or cfg.corpus)
+        rows = mi_rows(prep, mi_files or cfg.corpus, min_mi_rows)
         binning = load_plik_lite_binning()
         res = {"what": "unsupervised IVE scans (latentinfer.ive.discover)", "rule": RULE, "config": cfg.to_dict(),
                "kl_scale": kl_scale_of(cfg), "n_outputs": n_outputs(cfg.spectra),
@@ -307,3 +311,69 @@ def plot_discovery(res: dict, path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+def ksg_scan(folder, mi_files, seed: int = 0) -> dict:
+    """KSG (kNN) MI of every point of a finished scan, from its saved weights, beside the GMM-MI of ``scan.json``:
+    ``{"beta<b>_d<d>": {"latent_latent": (d, d), "latent_parameter": (d, p), "max_latent_latent": ...}}``.
+    Writes ``folder/scan_ksg.json``."""
+    import json
+
+    from ..interpret.knn import ksg_mi
+
+    folder = Path(folder)
+    res = json.loads((folder / "scan.json").read_text())
+    cfg0 = TrainConfig.from_dict(res["config"])
+    prep = prepare(cfg0, verbose=False)
+    rows = mi_rows(prep, mi_files)
+    out = {}
+    for p in res["beta_scan"]["points"] + res["dim_scan"]["points"]:
+        key = f"beta{p['beta']:.0e}_d{p['latent_dim']}"
+        if key in out:
+            continue
+        cfg = dataclasses.replace(cfg0, beta=p["beta"], latent_dim=p["latent_dim"], beta_start=min(cfg0.beta_start, p["beta"]))
+        model = load_point_model(prep, cfg, folder / "weights" / weights_name(p["beta"], p["latent_dim"]))
+        z, _ = encode_split(model, rows["c"], cfg.spectra)
+        d = z.shape[1]
+        ll = np.full((d, d), np.nan)
+        for i in range(d):
+            for j in range(i + 1, d):
+                ll[i, j] = ll[j, i] = ksg_mi(z[:, i], z[:, j], seed=seed)
+        lp = np.array([[ksg_mi(z[:, i], rows["params"][:, j], seed=seed) for j in range(rows["params"].shape[1])]
+                       for i in range(d)])
+        active = np.asarray(p["kl_per_latent"]) > ACTIVE_KL
+        lla = ll[np.ix_(active, active)]
+        out[key] = {"latent_latent": ll, "latent_parameter": lp, "parameter_names": rows["names"],
+                    "max_latent_latent": float(np.nanmax(ll)) if d > 1 else None,
+                    "max_latent_latent_active": float(np.nanmax(lla)) if active.sum() > 1 else None}
+    write_json(folder / "scan_ksg.json", to_jsonable({"estimator": "KSG k=3 (latentinfer.interpret.knn)", "n": rows["n"],
+                                                      "points": out}))
+    return out
+
+
+def scan_table(folder) -> str:
+    """A markdown table of a finished scan (``scan.json``, and ``scan_ksg.json`` when present)."""
+    import json
+
+    folder = Path(folder)
+    res = json.loads((folder / "scan.json").read_text())
+    ksg = {}
+    if (folder / "scan_ksg.json").is_file():
+        ksg = json.loads((folder / "scan_ksg.json").read_text())["points"]
+    lines = ["| scan | beta | d | epochs | train s | dchi2 median | dchi2 p99 | active | max MI latent-latent, GMM (nat) | "
+             "max MI, KSG (all / active) | top latent-parameter MI per active latent (GMM) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for scan, pts in (("beta", res["beta_scan"]["points"]), ("d", res["dim_scan"]["points"])):
+        for p in pts:
+            k = ksg.get(f"beta{p['beta']:.0e}_d{p['latent_dim']}", {})
+            lp = np.array([[np.nan if v is None else v for v in row] for row in p["mi"]["latent_parameter"]], float)
+            names = p["mi"]["parameter_names"]
+            act = np.asarray(p["kl_per_latent"]) > ACTIVE_KL
+            tops = ", ".join(f"z{i + 1}:{names[int(np.nanargmax(lp[i]))]} {np.nanmax(lp[i]):.2f}" for i in np.flatnonzero(act)
+                             if np.isfinite(lp[i]).any())
+            mx = "-" if p["mi_max_latent_latent"] is None else f"{p['mi_max_latent_latent']:.2f} +- {p['mi_max_latent_latent_err']:.2f} ({'-'.join(p['mi_max_pair'])})"
+            kk = "-" if not k else f"{k['max_latent_latent']:.2f} / " + ("-" if k["max_latent_latent_active"] is None else f"{k['max_latent_latent_active']:.2f}")
+            chosen = " **" if (scan == "d" and p["latent_dim"] == res.get("chosen_dim")) or (scan == "beta" and p["beta"] == res.get("chosen_beta")) else ""
+            lines.append(f"| {scan}{chosen} | {p['beta']:.0e} | {p['latent_dim']} | {p['epochs']} | {p['train_seconds']:.0f} | "
+                         f"{p['dchi2_median']:.3g} | {p['dchi2_p99']:.3g} | {p['n_active']} | {mx} | {kk} | {tops} |")
+    return "\n".join(lines)
