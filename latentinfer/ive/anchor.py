@@ -48,10 +48,10 @@ def anchor_mi_settings():
     patience 1 the cross-validation can stop at one component on sharp-edged densities; tests/test_mi_rows.py)."""
     from ..interpret.mi import MISettings
 
-    return MISettings(n_bootstrap=20, mc_samples=20_000, max_components=12, patience=3)
+    return MISettings(n_bootstrap=10, mc_samples=10_000, max_components=10, patience=3)
 
 
-ANCHOR_MI_SETTINGS = "n_bootstrap 20, mc_samples 20000, max_components 12, patience 3"
+ANCHOR_MI_SETTINGS = "n_bootstrap 10, mc_samples 10000, max_components 10, patience 3"
 
 
 def load_scan(folder, beta: float | None = None, d: int | None = None):
@@ -120,7 +120,7 @@ def _ksg_row(z, y, seed=0):
 
 def ede_latent(folder, mi_files, lcdm_files, out: Path, settings=None, progress: bool = False) -> dict:
     """Part (b): the EDE latent, its margin, its MI with the LCDM parameters and its spread on LCDM spectra."""
-    from ..interpret.table import mi_table
+    from ..interpret.mi import gmm_mi
 
     res, cfg, prep, model = load_scan(folder)
     p = _point(res, res["chosen_beta"], res["chosen_dim"])
@@ -128,21 +128,38 @@ def ede_latent(folder, mi_files, lcdm_files, out: Path, settings=None, progress:
     kl = np.asarray(p["kl_per_latent"])
     active = np.flatnonzero(kl > 0.1)
     names = [f"z{j + 1}" for j in range(z.shape[1])]
+    s = settings or anchor_mi_settings()
     t0 = time.time()
-    tab = mi_table(z[:, active], c.params, [names[j] for j in active], c.names, settings=settings or anchor_mi_settings(),
-                   seed=0, workers=1, progress=progress)
-    mi_seconds = time.time() - t0
     ifde = c.names.index("fde_zc")
-    mi_f, err_f = tab.latent_parameter[:, ifde], tab.latent_parameter_err[:, ifde]
+    # GMM-MI (anchor settings) for the pairs the criteria need: every active latent with f_EDE, then the EDE latent
+    # with each LCDM parameter; the full latent-parameter matrix comes from the scan (scan settings) and KSG
+    ests = [gmm_mi(z[:, a], c.params[:, ifde], s, seed=int(a)) for a in active]
+    mi_f, err_f = np.array([e.mi for e in ests]), np.array([e.err for e in ests])
     order = np.argsort(-mi_f)
     top, second = order[0], order[1] if len(order) > 1 else None
     margin = float(mi_f[top] - (mi_f[second] if second is not None else 0.0))
     margin_err = float(np.hypot(err_f[top], err_f[second] if second is not None else 0.0))
     j = int(active[top])
     ksg_f, ksg_f_err = _ksg_row(z[:, active], c.params[:, ifde])
-    lc, zl = _encode_files(prep, model, lcdm_files, cfg.spectra)
     lcdm_idx = [c.names.index(n) for n in LCDM_NAMES]
-    mi_lcdm = tab.latent_parameter[top, lcdm_idx]
+    lcdm_ests = [gmm_mi(z[:, j], c.params[:, i], s, seed=100 + i) for i in lcdm_idx]
+    mi_lcdm = np.array([e.mi for e in lcdm_ests])
+    mi_seconds = time.time() - t0
+    from ..interpret.knn import ksg_mi
+
+    ksg_all = np.array([[ksg_mi(z[:, a], c.params[:, i]) for i in range(c.params.shape[1])] for a in active])
+
+    class _Tab:  # the fields the result below reads
+        latent_parameter = None
+        latent_parameter_err = None
+
+    tab = _Tab()
+    tab.latent_parameter = np.full((len(active), len(c.names)), np.nan)
+    tab.latent_parameter_err = np.full((len(active), len(c.names)), np.nan)
+    tab.latent_parameter[:, ifde], tab.latent_parameter_err[:, ifde] = mi_f, err_f
+    tab.latent_parameter[top, lcdm_idx] = mi_lcdm
+    tab.latent_parameter_err[top, lcdm_idx] = [e.err for e in lcdm_ests]
+    lc, zl = _encode_files(prep, model, lcdm_files, cfg.spectra)
     from ..interpret.knn import ksg_mi_error
 
     ksg_lcdm = [ksg_mi_error(z[:, j], c.params[:, i], seed=i) for i in lcdm_idx]
@@ -165,9 +182,10 @@ def ede_latent(folder, mi_files, lcdm_files, out: Path, settings=None, progress:
         "n_lcdm_rows": int(len(zl)),
         "median_on_ede_rows_fde_below_0.01": float(np.median(z[low, j])) if low.any() else None,
         "n_ede_rows_fde_below_0.01": int(low.sum()),
-        "latent_parameter_mi": {"latents": [names[a] for a in active], "parameters": c.names,
-                                "mi": tab.latent_parameter, "err": tab.latent_parameter_err},
-        "latent_latent_mi": {"latents": [names[a] for a in active], "mi": tab.latent_latent, "err": tab.latent_latent_err},
+        "latent_parameter_mi_gmm": {"latents": [names[a] for a in active], "parameters": c.names,
+                                    "mi": tab.latent_parameter, "err": tab.latent_parameter_err,
+                                    "note": "GMM-MI (anchor settings) only for the pairs the criteria need; NaN elsewhere"},
+        "latent_parameter_mi_ksg": {"latents": [names[a] for a in active], "parameters": c.names, "mi": ksg_all},
     }
     result["criteria"] = {
         "largest_mi_with_fde_by_margin": bool(margin > MARGIN_SIGMA * margin_err),
