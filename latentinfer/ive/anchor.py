@@ -177,7 +177,7 @@ def ede_latent(folder, mi_files, lcdm_files, out: Path, settings=None, progress:
         "mi_ede_latent_lcdm": {n: {"gmm": float(m), "gmm_err": float(tab.latent_parameter_err[top, i]),
                                    "ksg": float(k[0]), "ksg_err": float(k[1])}
                                for n, m, i, k in zip(LCDM_NAMES, mi_lcdm, lcdm_idx, ksg_lcdm)},
-        "mi_ede_latent_other": {n: float(tab.latent_parameter[top, i]) for i, n in enumerate(c.names) if n not in LCDM_NAMES},
+        "mi_ede_latent_other_ksg": {n: float(ksg_all[top, i]) for i, n in enumerate(c.names) if n not in LCDM_NAMES},
         "sd_on_ede_rows": sd_ede, "sd_on_lcdm_rows": sd_lcdm, "sd_ratio": sd_lcdm / sd_ede, "lcdm_value": lcdm_value,
         "n_lcdm_rows": int(len(zl)),
         "median_on_ede_rows_fde_below_0.01": float(np.median(z[low, j])) if low.any() else None,
@@ -286,7 +286,7 @@ def run_anchor(out="scans/discover/anchor", lcdm="scans/discover/lcdm", lcdm_tt=
 if __name__ == "__main__":  # python -m latentinfer.ive.anchor [OUT]
     import sys
 
-    r = run_anchor(*(sys.argv[1:2] or []), progress=True)
+    r = run_anchor(*(sys.argv[1:2] or []), **({"ede": sys.argv[2]} if len(sys.argv) > 2 else {}), progress=True)
     print(json.dumps(to_jsonable({k: v for k, v in r.get("ede", {}).items()
                                   if k in ("ede_latent", "margin", "margin_err", "criteria", "sd_ratio", "mi_with_fde")}), indent=1))
     print(json.dumps(to_jsonable(r["lcdm"]), indent=1))
