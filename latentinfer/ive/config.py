@@ -50,6 +50,11 @@ class TrainConfig:
     ``prior_box``: parameter -> [low, high], the bundle's default physical priors where they are narrower than the
     training box (the union of the corpus files' boxes), so that training rows past the prior edge keep the emulator
     from being at its own edge there; every held-out test row must lie inside it (accuracy is measured on the prior).
+    ``mode: unsupervised`` (:mod:`latentinfer.ive.unsupervised`): no parameter supervision and no change of basis
+    (``latent_basis: none``, raw encoder latents); ``spectra`` the outputs the loss and the encoder see (e.g. ``[TT]``);
+    ``kl_scale``: ``per_output`` puts beta on the loss per output in noise units (chi2 / n_out + beta KL), the same for
+    TT only and TT/TE/EE/PP; ``total`` is beta on the summed chi2 (supervised bundles); ``auto`` picks ``per_output``
+    for the unsupervised mode and ``total`` otherwise.
     """
 
     corpus: list[str]
@@ -79,9 +84,12 @@ class TrainConfig:
     test_from: list[int] = field(default_factory=list)
     n_train: int = 0
     error_rank: int = 16
-    latent_basis: Literal["ica", "whiten", "standardise"] = "ica"
+    latent_basis: Literal["ica", "whiten", "standardise", "none"] = "ica"
     joint_physical: float = 0.0
     decoder_first: bool = False
+    mode: Literal["supervised", "unsupervised"] = "supervised"
+    spectra: list[str] = field(default_factory=lambda: ["TT", "TE", "EE", "PP"])
+    kl_scale: Literal["auto", "total", "per_output"] = "auto"
     seed: int = 0
     threads: int = 1
     progress: bool = True
@@ -104,6 +112,9 @@ class TrainConfig:
         for key, ok in checks.items():
             if not ok:
                 raise ConfigError(f"train config: key '{key}' has an invalid value {getattr(self, key)!r}")
+        from .unsupervised import check_mode  # same station; unsupervised imports this module
+
+        check_mode(self)
 
         check_recipes(self.simulate, list(self.corpus) + list(self.lcdm_as_ede))
         for name, rng in self.prior_box.items():

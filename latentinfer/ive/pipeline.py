@@ -76,12 +76,24 @@ def run_training(cfg: TrainConfig, out: str | Path | None, verbose: bool = True)
 
 def _run_training(cfg: TrainConfig, out: str | Path | None, verbose: bool) -> dict:
     t0 = time.time()
+    unsup = cfg.mode == "unsupervised"
+    if unsup and out is not None and list(cfg.spectra) != list(SPECTRA):
+        from ..errors import ConfigError
+
+        raise ConfigError(f"train config: key 'spectra' {cfg.spectra}: a bundle decodes TT, TE, EE and PP, so it needs all "
+                          "four (a subset is for scans: latentinfer discover)")
     prep: Prepared = prepare(cfg, verbose=verbose)
     t_prep = time.time() - t0
-    model, info = train_ive(prep, cfg)
+    if unsup:
+        from .unsupervised import RAW_BASIS, train_unsupervised
+
+        model, info = train_unsupervised(prep, cfg)
+    else:
+        model, info = train_ive(prep, cfg)
     pmap, pinfo = train_physical(prep, model, cfg, init=info.pop("physical_map", None))
     model.eval(); pmap.eval()
-    basis = set_latent_basis(model, pmap, prep.train, NoiseChi2(prep.G, cfg.n_pca), cfg.latent_basis, cfg.seed)
+    basis = dict(RAW_BASIS) if unsup else set_latent_basis(model, pmap, prep.train, NoiseChi2(prep.G, cfg.n_pca),
+                                                            cfg.latent_basis, cfg.seed)
     # emulator error from the early-stopping validation rows, accuracy on the held-out test rows
     val_dec, val_emu = decode_split(model, prep.val), emulate_split(model, pmap, prep.val)
     errcov = {"latent": fit_error_cov({s: val_dec[s] - prep.val.D[s] for s in SPECTRA}, cfg.error_rank),
@@ -104,6 +116,7 @@ def _run_training(cfg: TrainConfig, out: str | Path | None, verbose: bool) -> di
     c = prep.train.corpus
     card = {
         "name": cfg.name,
+        "mode": cfg.mode,
         "description": cfg.description or f"IVE decoder ({d} latents) for lensed CMB TT, TE, EE, PP at ell 2-3200",
         "architecture": {"type": "ive-decoder", "latent_dim": d, "n_pca": cfg.n_pca, "encoder_pca": cfg.encoder_pca, "encoder_hidden": cfg.encoder_hidden,
                          "decoder_hidden": cfg.decoder_hidden, "physical_hidden": cfg.physical_hidden,
@@ -124,6 +137,8 @@ def _run_training(cfg: TrainConfig, out: str | Path | None, verbose: bool) -> di
                    "simulator": CAMB_SETTINGS, "derived_names": c.derived_names},
         "priors": {n: {"uniform": [float(lo), float(hi)]} for n, lo, hi in zip(c.names, *prior_ranges(cfg, c))},
         "training": {"config": cfg.to_dict(), "loss": "chi2 in noise units (latentinfer.ive.noise) + beta * KL",
+                     **({"loss": "chi2 / n_out in noise units (latentinfer.ive.noise) + beta * KL (per output)",
+                         "kl_scale": info["kl_scale"], "n_outputs": info["n_outputs"]} if unsup else {}),
                      "epochs": info["epochs"], "seconds": info["seconds"], "best_val_chi2": info["best_val_chi2"],
                      "physical_epochs": pinfo["epochs"], "physical_seconds": pinfo["seconds"],
                      "physical_best_val_chi2": pinfo["best_val_chi2"], "prepare_seconds": t_prep,
