@@ -21,6 +21,7 @@ def register(sub) -> None:
     p.add_argument("--bootstrap", type=int, default=5, help="bootstrap refits per MI estimate (default 5)")
     p.add_argument("--epochs", type=int, default=None, help="override max_epochs of the config")
     p.add_argument("--minutes", type=float, default=None, help="override max_minutes (per point) of the config")
+    p.add_argument("--corpus-root", default=None, metavar="DIR", help="corpus root folder: relative corpus names are looked up here first (default: $LATENTINFER_CORPUS, else ./corpus)")
     p.set_defaults(func=_discover)
 
 
@@ -34,11 +35,13 @@ def _list(text: str, kind, key: str) -> list:
 
 
 def _discover(args) -> int:
+    from ..paths import use_corpus_root
+
+    use_corpus_root(args.corpus_root)
     import json
     from pathlib import Path
 
     from ..errors import ConfigError, DataError
-    from ..interpret.mi import MISettings
     from ..ive.config import load_train_config
     from ..ive.discover import run_discovery, scan_mi_settings
     from ..simulate.recipes import missing_corpus
@@ -61,10 +64,12 @@ def _discover(args) -> int:
         beta = json.loads(p.read_text()).get("chosen_beta")
         if beta is None:
             raise DataError(f"--beta-from: {p} has no chosen_beta (unfinished beta scan)")
+    from ..paths import corpus_path
+
     mi_files = _list(args.mi_rows, str, "mi-rows") if args.mi_rows else None
     for f in mi_files or []:
-        if not Path(f).is_file():
-            raise DataError(f"--mi-rows: corpus file {f} not found")
+        if not corpus_path(f).is_file():
+            raise DataError(f"--mi-rows: corpus file {f} not found under the corpus root")
     res = run_discovery(cfg, args.out, betas=_list(args.betas, float, "betas"), d_beta=args.d_beta,
                         dims=_list(args.dims, int, "dims"), mi_files=mi_files, beta=beta,
                         settings=scan_mi_settings(args.bootstrap) if args.bootstrap != 5 else None)

@@ -28,10 +28,15 @@ import torch
 from ..errors import DataError
 from ..io import to_jsonable, write_json
 from .config import TrainConfig
+from ..paths import corpus_path
 from .data import concat_corpora, full_spectra, load_corpus
 from .discover import coefficients, load_point_model, weights_name
 from .train import prepare, torch_threads
-from .unsupervised import encode_split, kl_per_latent, restrict_spectra
+from .unsupervised import encode_split
+from ..interpret.mi import MISettings
+from ..interpret.knn import ksg_mi_error
+from ..interpret.mi import gmm_mi
+from ..interpret.knn import ksg_mi
 
 __all__ = ["ANCHOR_MI_SETTINGS", "LCDM_NAMES", "load_scan", "knn_r2", "lcdm_latent_count", "ede_latent", "run_anchor",
            "FIDUCIAL"]
@@ -46,7 +51,6 @@ MI_LCDM_MAX = 0.05
 def anchor_mi_settings():
     """GMM-MI for the anchor numbers: 20 bootstrap refits, and patience 3 in the choice of the component count (with
     patience 1 the cross-validation can stop at one component on sharp-edged densities; tests/test_mi_rows.py)."""
-    from ..interpret.mi import MISettings
 
     return MISettings(n_bootstrap=10, mc_samples=10_000, max_components=10, patience=3)
 
@@ -112,7 +116,6 @@ def lcdm_latent_count(folder, mi_files) -> dict:
 
 
 def _ksg_row(z, y, seed=0):
-    from ..interpret.knn import ksg_mi_error
 
     out = [ksg_mi_error(z[:, j], y, seed=seed + j) for j in range(z.shape[1])]
     return [m for m, _ in out], [e for _, e in out]
@@ -120,7 +123,6 @@ def _ksg_row(z, y, seed=0):
 
 def ede_latent(folder, mi_files, lcdm_files, out: Path, settings=None, progress: bool = False) -> dict:
     """Part (b): the EDE latent, its margin, its MI with the LCDM parameters and its spread on LCDM spectra."""
-    from ..interpret.mi import gmm_mi
 
     res, cfg, prep, model = load_scan(folder)
     p = _point(res, res["chosen_beta"], res["chosen_dim"])
@@ -145,7 +147,6 @@ def ede_latent(folder, mi_files, lcdm_files, out: Path, settings=None, progress:
     lcdm_ests = [gmm_mi(z[:, j], c.params[:, i], s, seed=100 + i) for i in lcdm_idx]
     mi_lcdm = np.array([e.mi for e in lcdm_ests])
     mi_seconds = time.time() - t0
-    from ..interpret.knn import ksg_mi
 
     ksg_all = np.array([[ksg_mi(z[:, a], c.params[:, i]) for i in range(c.params.shape[1])] for a in active])
 
@@ -160,7 +161,6 @@ def ede_latent(folder, mi_files, lcdm_files, out: Path, settings=None, progress:
     tab.latent_parameter[top, lcdm_idx] = mi_lcdm
     tab.latent_parameter_err[top, lcdm_idx] = [e.err for e in lcdm_ests]
     lc, zl = _encode_files(prep, model, lcdm_files, cfg.spectra)
-    from ..interpret.knn import ksg_mi_error
 
     ksg_lcdm = [ksg_mi_error(z[:, j], c.params[:, i], seed=i) for i in lcdm_idx]
     sd_ede, sd_lcdm = float(z[:, j].std()), float(zl[:, j].std())
@@ -201,7 +201,7 @@ def ede_latent(folder, mi_files, lcdm_files, out: Path, settings=None, progress:
 
 def _camb_residuals(fdes=(0.05, 0.10, 0.15), log10_zc=3.5, theta_i=2.0):
     """CAMB EDE-minus-LCDM spectra at the fiducial LCDM parameters, on every ell 2..3200: ``{fde: {S: rel. diff}}``."""
-    from ..simulate.camb_runner import camb_spectra
+    from ..simulate.camb_runner import camb_spectra  # deferred: CAMB is needed only to make the residual spectra
     from .data import corpus_ell_grid, spline_to_integer
 
     names = LCDM_NAMES + ["fde_zc", "log10_zc", "theta_i"]
@@ -263,11 +263,11 @@ def plot_ede_traversal(model, prep, j: int, z_ede: np.ndarray, z_lcdm: np.ndarra
 
 
 def run_anchor(out="scans/discover/anchor", lcdm="scans/discover/lcdm", lcdm_tt="scans/discover/lcdm-tt",
-               ede="scans/discover/ede", corpus="../shared/data/camb", progress: bool = False) -> dict:
+               ede="scans/discover/ede", corpus=None, progress: bool = False) -> dict:
     """The whole experiment; writes ``out/anchor.json`` and ``out/ede_traversal.png``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    C = Path(corpus)
+    C = Path(corpus) if corpus else corpus_path("lcdm.npz").parent  # the corpus root holding the shared files
     t0 = time.time()
     result = {"what": "anchor reproduction (latentinfer.ive.anchor): Piras et al. 2025 on our corpus", "lcdm": {}}
     with torch_threads(1):

@@ -43,6 +43,10 @@ from .pipeline import decode_split
 from .train import Prepared, prepare, torch_threads
 from .unsupervised import (anchor_beta_factor, encode_split, kl_per_latent, kl_scale_of, n_outputs, restrict_spectra,
                            train_unsupervised)
+from ..interpret.mi import MISettings
+from ..interpret.table import mi_table
+from ..errors import ConfigError
+from ..interpret.knn import ksg_mi
 
 __all__ = ["MIN_MI_ROWS", "ACTIVE_KL", "BETA_TOLERANCE", "DIM_TOLERANCE", "scan_mi_settings", "mi_rows", "coefficients",
            "heldout_dchi2", "score_point", "weights_name", "save_point_weights", "load_point_model", "choose_beta", "choose_dim", "run_discovery", "plot_discovery", "RULE"]
@@ -58,7 +62,6 @@ RULE = {"beta": f"largest beta whose held-out median dchi2 <= {BETA_TOLERANCE} x
 
 def scan_mi_settings(n_bootstrap: int = 5):
     """GMM-MI settings of the scans: fewer bootstrap refits and Monte-Carlo draws than ``interpret`` (20, 20000)."""
-    from ..interpret.mi import MISettings
 
     return MISettings(n_bootstrap=n_bootstrap, mc_samples=5000, max_components=6)
 
@@ -100,7 +103,6 @@ def heldout_dchi2(prep: Prepared, model, spectra, binning) -> np.ndarray:
 
 
 def _mi(z: np.ndarray, theta: np.ndarray, pnames, settings, seed: int) -> dict:
-    from ..interpret.table import mi_table
 
     d = z.shape[1]
     keep = [j for j in range(d) if np.ptp(z[:, j]) > 0]
@@ -210,7 +212,6 @@ def run_discovery(cfg: TrainConfig, out, *, betas=(1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
                   seed: int = 0, verbose: bool = True, min_mi_rows: int = MIN_MI_ROWS) -> dict:
     """The beta scan then the latent-count scan (``beta`` given: skip the beta scan). Writes ``out/scan.json`` after
     every point (a partial scan is readable) and ``out/scan.png``. Returns the result dict."""
-    from ..errors import ConfigError
 
     if cfg.mode != "unsupervised":
         raise ConfigError("discover: the config must have mode: unsupervised")
@@ -319,7 +320,6 @@ def ksg_scan(folder, mi_files, seed: int = 0) -> dict:
     Writes ``folder/scan_ksg.json``."""
     import json
 
-    from ..interpret.knn import ksg_mi
 
     folder = Path(folder)
     res = json.loads((folder / "scan.json").read_text())

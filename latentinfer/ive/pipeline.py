@@ -26,6 +26,7 @@ from .data import ELL_MAX, ELL_MIN, SPECTRA
 from ..bundle.errorcov import fit_error_cov
 from .physical import train_physical
 from .train import NoiseChi2, Prepared, Split, prepare, prior_ranges, torch_threads, train_ive
+from ..errors import ConfigError
 
 __all__ = ["run_training", "decode_split", "emulate_split", "refresh_card_accuracy"]
 
@@ -78,7 +79,6 @@ def _run_training(cfg: TrainConfig, out: str | Path | None, verbose: bool) -> di
     t0 = time.time()
     unsup = cfg.mode == "unsupervised"
     if unsup and out is not None and list(cfg.spectra) != list(SPECTRA):
-        from ..errors import ConfigError
 
         raise ConfigError(f"train config: key 'spectra' {cfg.spectra}: a bundle decodes TT, TE, EE and PP, so it needs all "
                           "four (a subset is for scans: latentinfer discover)")

@@ -14,7 +14,7 @@ from latentinfer.ive.anchor import MARGIN_SIGMA, MI_LCDM_MAX, NARROW
 from latentinfer.ive.discover import choose_beta, choose_dim
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[1] / "scans" / "discover"
+ROOT = Path(__file__).resolve().parents[2] / "scans" / "discover"
 
 
 def _load(name):
