@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from ..io import sha256_file, to_jsonable, versions, write_json
+from ..io import sha256_file, to_jsonable, versions, write_json, read_file
 from .accuracy import dchi2, load_plik_lite_binning
 from .config import TrainConfig
 from .data import SPECTRA, concat_corpora, full_spectra, load_corpus
@@ -182,13 +182,11 @@ def save_point_weights(model, path) -> None:
 
 def load_point_model(prep: Prepared, cfg: TrainConfig, path):
     """The IVE of a scan point from :func:`save_point_weights` and the preparation of its config."""
-    from safetensors.torch import load_file
-
     from .model import IVE
 
     model = IVE(cfg.latent_dim, cfg.n_pca, cfg.encoder_hidden, cfg.decoder_hidden, prep.pca, prep.normaliser,
                 cfg.activation, cfg.encoder_pca)
-    missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
+    missing, unexpected = model.load_state_dict(read_file(path, kind="safetensors", error=DataError), strict=False)
     bad = [k for k in missing if not k.startswith(("decoder.expansion.", "decoder.normaliser."))] + list(unexpected)
     if bad:
         raise DataError(f"{path}: weights do not fit the config ({bad[0]})")
