@@ -47,6 +47,9 @@ def test_coverage_cli_npe_and_restart(tmp_path, capsys):
         assert isinstance(v["pass"], bool) and v["thresholds"]
     assert rec["seed"] == 0 and rec["versions"]["sbi"] and rec["config"]["inference"]["method"] == "nuts"
     assert len(rec["curves"]["sbc_ranks"]) == 30
+    # NPE's defaults (issue 22): an ensemble of two estimators, trained once and saved with the study
+    assert rec["settings"]["ensemble"] == 2 and len(rec["settings"]["epochs"]) == 2
+    assert len(list((out / "npe").glob("estimator-*.safetensors"))) == 2
     for png in ("sbc_ranks.png", "tarp.png", "hpd_coverage.png"):
         assert (out / png).stat().st_size > 1000
     ckpts = sorted((out / "checkpoints").glob("run-*.npz"))
@@ -199,3 +202,17 @@ def test_coverage_of_importance_weighted_npe_passes_on_a_linear_gaussian_model(t
     assert s["fraction_khat_below_0_7"] >= 0.95 and s["ess_median"] >= 50, s
     failed = {k: v for k, v in rec["diagnostics"].items() if not v["pass"]}
     assert not failed, failed
+
+
+@pytest.mark.slow
+def test_default_npe_on_the_planck_demo_passes_every_check_at_n_500(tmp_path, capsys):
+    """Issue 22's goal: ``latentinfer coverage examples/demo.yaml --method npe --n 500`` with NPE's defaults passes
+    SBC, TARP, HPD and the two joint checks (about 2 min on one core; seed 0, so the numbers are reproducible)."""
+    from pathlib import Path
+
+    demo = Path(__file__).parents[1] / "examples" / "demo.yaml"
+    out = tmp_path / "cov"
+    assert main(["coverage", str(demo), "--method", "npe", "--n", "500", "--out", str(out)]) == 0
+    rec = json.loads((out / "coverage.json").read_text())
+    failed = {k: v.get("reading") for k, v in rec["diagnostics"].items() if not v["pass"]}
+    assert not failed and rec["verdict"]["overall"] == "calibrated", (failed, rec["curves"]["hpd"])

@@ -223,7 +223,11 @@ def run_coverage(
         if (folder / "config.json").is_file():
             amortized = AmortizedPosterior.load(folder, analysis)
         else:
-            amortized = analysis.train_sbi("npe", num_simulations=num_simulations, seed=seed + 1, **(sbi_settings or {}))
+            from ..inference import get_method
+
+            npe = get_method("npe")  # NPE's own defaults (ensemble, embedding) unless the study says otherwise
+            sbi = {**{k: npe.default(k) for k in ("ensemble", "embedding")}, **(sbi_settings or {})}
+            amortized = analysis.train_sbi("npe", num_simulations=num_simulations, seed=seed + 1, **sbi)
             amortized.save(folder)
         settings.update(num_simulations=amortized.config["num_simulations"], training_seconds=amortized.config.get("training_seconds"))
         settings.update({k: amortized.config.get(k) for k in ("embedding", "ensemble", "epochs")})

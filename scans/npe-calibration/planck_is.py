@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=1 python scans/npe-calibration/planck_is.py NPE_FOLDER [--ref REF.npy]
 
 NPE_FOLDER: a trained amortized posterior of examples/demo.yaml's program (e.g. a coverage study's ``npe/``).
-Times ``importance_sample`` (10,000 proposals, 4,000 draws) on the observed data for three seeds and compares the
+Times ``importance_sample`` (``--proposals``, default 10,000, 4,000 draws) on the observed data for three seeds and compares the
 means with a ChEES reference (32 x 1000 draws; agrees with Pyro NUTS to 0.1 sd, tests/test_chees.py's slow test),
 which it runs and caches in REF.npy. Goal: k-hat < 0.7, ESS >= 1000, <= 5 s, |mean - ref| < 0.1 ref sd.
 Appends one JSON line to scans/npe-calibration/planck_is.jsonl.
@@ -27,6 +27,7 @@ def main(argv=None) -> int:
     p.add_argument("npe")
     p.add_argument("--ref", default="/tmp/npecal/chees_ref.npy")
     p.add_argument("--label", default="")
+    p.add_argument("--proposals", type=int, default=10000)
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     from latentinfer.amortized import AmortizedPosterior
@@ -47,7 +48,7 @@ def main(argv=None) -> int:
     rows = []
     for seed in (0, 1, 2):
         t0 = time.perf_counter()
-        post = amo.importance_sample(observed, num_proposals=10000, num_samples=4000, seed=seed, warn=False)
+        post = amo.importance_sample(observed, num_proposals=a.proposals, num_samples=4000, seed=seed, warn=False)
         wall = time.perf_counter() - t0
         s = post.samples()
         shift = (s.mean(0) - ref.mean(0)) / ref.std(0)
@@ -58,7 +59,7 @@ def main(argv=None) -> int:
     raw = amo.posterior(observed, num_samples=10000, seed=0).samples()
     raw_shift = (raw.mean(0) - ref.mean(0)) / ref.std(0)
     line = {"npe": a.npe, "label": a.label, "config": {k: amo.config.get(k) for k in ("num_simulations", "embedding", "ensemble", "epochs")},
-            "runs": rows, "raw_npe_max_abs_shift_sd": float(np.abs(raw_shift).max()),
+            "proposals": a.proposals, "runs": rows, "raw_npe_max_abs_shift_sd": float(np.abs(raw_shift).max()),
             "raw_npe_sd_ratio": [round(float(v), 3) for v in raw.std(0) / ref.std(0)]}
     with open(HERE / "planck_is.jsonl", "a") as f:
         f.write(json.dumps(line) + "\n")
