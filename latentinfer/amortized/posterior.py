@@ -43,6 +43,7 @@ SBI_DEFAULTS: dict[str, Any] = {
     "rounds": 1,  # > 1: truncated sequential NPE focused on ``observed`` (Deistler et al. 2022)
     "truncation_margin": 1.0,  # TSNPE region: the largest Mahalanobis distance of 10,000 draws plus this
     "progress": False,  # a progress bar over the rounds (simulate, train)
+    "centring": None,  # "linear": the flow learns u's residual from a ridge regression on x, in units of its scatter
 }
 
 _FORMAT = "latentinfer-amortized/1"
@@ -173,6 +174,29 @@ def _fixed_layer(cfg, W, b, x) -> torch.nn.Module:
     return lin
 
 
+def _linear_centring(theta: torch.Tensor, x: torch.Tensor, ridge: float = 1e-6) -> dict:
+    """A ridge regression of the unconstrained parameters ``theta`` on the data ``x`` (both standardised; float64):
+    ``mu(x) = mean_u + (x - mean_x) B`` and the residuals' sd ``s``. NPE then learns ``(u - mu(x)) / s``: the flow
+    sees a posterior of unit scale wherever the data put it, instead of one 10-100x narrower than the prior whose
+    location it must place to a fraction of its width (issue 22: the over-confidence of NPE on Planck)."""
+    X, U = x.double(), theta.double()
+    mx, sx = X.mean(0), X.std(0).clamp_min(1e-12)
+    mu = U.mean(0)
+    Z = (X - mx) / sx
+    G = Z.T @ Z / len(Z)
+    A = torch.linalg.solve(G + ridge * torch.eye(G.shape[0], dtype=G.dtype), Z.T @ (U - mu) / len(Z))
+    B = A / sx[:, None]
+    s = (U - mu - (X - mx) @ B).std(0).clamp_min(1e-12)
+    return {"mean_x": mx.tolist(), "mean_u": mu.tolist(), "B": B.tolist(), "scale": s.tolist()}
+
+
+def _centre(c: dict, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mu(x), s)`` float64 of a linear centring for data ``x`` ``(n, D)`` or ``(D,)``."""
+    X = x.double()
+    mu = torch.as_tensor(c["mean_u"], dtype=torch.float64) + (X - torch.as_tensor(c["mean_x"], dtype=torch.float64)) @ torch.as_tensor(c["B"], dtype=torch.float64)
+    return mu, torch.as_tensor(c["scale"], dtype=torch.float64)
+
+
 class _NullTracker:
     """sbi's training tracker that records nothing (sbi's default writes TensorBoard logs to ./sbi-logs)."""
 
@@ -246,6 +270,10 @@ def train(
         raise ConfigError(f"train_sbi: embedding_dim must be an integer >= 1 or null, got {dim!r}")
     if not (isinstance(cfg["pca_tolerance"], (int, float)) and cfg["pca_tolerance"] > 0):
         raise ConfigError(f"train_sbi: pca_tolerance must be a number > 0, got {cfg['pca_tolerance']!r}")
+    if cfg["centring"] not in (None, "linear"):
+        raise ConfigError(f"train_sbi: centring must be null or 'linear', got {cfg['centring']!r}")
+    if cfg["centring"] and method != "npe":
+        raise ConfigError(f"train_sbi: centring (of the posterior on a regression of u on x) needs method 'npe', got {method!r}")
     if cfg["embedding"] and method == "nle":
         raise ConfigError("train_sbi: an embedding net summarises data for npe/nre; nle models the data itself")
     if num_simulations < 50:
@@ -307,13 +335,18 @@ def train(
             t_sim += time.perf_counter() - t0
             t0 = time.perf_counter()
             bar.set_postfix_str(f"training on {len(theta)}")
+            target = theta
+            if cfg["centring"] == "linear":
+                cfg["linear_centring"] = _linear_centring(theta, x)
+                mu, sc = _centre(cfg["linear_centring"], x)
+                target = ((theta.double() - mu) / sc).float()
             estimators = []
             for k in range(cfg["ensemble"]):
                 torch.manual_seed(seed * 1000 + k + 7919 * r)
                 # standardised on this pool: near the data the inputs keep unit scale (a fresh builder each time)
                 emb = _fixed_layer(cfg, *fixed, x) if fixed is not None else None
                 trainer = _trainer(cfg, prior, _build_fn(cfg, emb))
-                trainer.append_simulations(theta, x)
+                trainer.append_simulations(target, x)
                 with contextlib.redirect_stdout(io.StringIO()):  # sbi prints "converged after N epochs"
                     est = trainer.train(
                         training_batch_size=cfg["training_batch_size"],
@@ -443,7 +476,11 @@ class AmortizedPosterior:
             u = self._sbi.sample((int(num_samples),), x=x, **kw)
         finally:
             ctx.__exit__(None, None, None)
-        return u.detach().to(torch.float64).reshape(int(num_samples), -1)
+        u = u.detach().to(torch.float64).reshape(int(num_samples), -1)
+        if self.config.get("linear_centring"):
+            mu, sc = _centre(self.config["linear_centring"], x)
+            u = mu + sc * u
+        return u
 
     def log_prob_unconstrained(self, u: torch.Tensor, observed) -> torch.Tensor:
         """The estimator's log posterior density at unconstrained ``u`` ``(m, n_params)`` (NPE: normalised;
@@ -451,7 +488,11 @@ class AmortizedPosterior:
         x = join_data(self.analysis, observed).float()
         ctx = _quiet()
         try:
-            if self.method == "npe":
+            if self.method == "npe" and self.config.get("linear_centring"):
+                mu, sc = _centre(self.config["linear_centring"], x)
+                r = (torch.as_tensor(u, dtype=torch.float64) - mu) / sc
+                lp = self._sbi.log_prob(r.float(), x=x, norm_posterior=False).double() - sc.log().sum()
+            elif self.method == "npe":
                 # normalised already: support is all of R^p, so no leakage correction (a costly sampling step)
                 lp = self._sbi.log_prob(torch.as_tensor(u).float(), x=x, norm_posterior=False)
             else:

@@ -33,12 +33,10 @@ from .diagnostics import (
     run_sbc,
     run_tarp,
 )
-from ..methods import available_methods
-from ..methods import get_method
+from ..amortized import AmortizedPosterior, check_can_simulate, check_tractable, simulate, split_data, train
+from ..methods import available_methods, get_method
 from ..methods.chees import sample_groups
 from ..program import from_config
-from ..amortized import simulate, split_data
-from ..amortized import AmortizedPosterior, train
 
 __all__ = ["run_coverage", "coverage_methods", "MIN_RUNS", "RECOMMENDED_RUNS"]
 
@@ -103,6 +101,23 @@ def _task_npe(task) -> dict[str, Any]:
         lq = amortized.log_prob_unconstrained(torch.cat([u, u_true[None]]), data).numpy()
     # densities in u-space: the HPD ordering of the estimator's own density, as Hermans et al. (2022)
     return {"samples": samples, "theta": np.asarray(theta), "logq_samples": lq[:-1], "logq_theta": np.asarray(lq[-1]), "seconds": time.perf_counter() - t0}
+
+
+#: Proposals per kept draw when a coverage study importance-weights the NPE (issue 22): 2,000 for 100 draws.
+IMPORTANCE_PROPOSALS_PER_DRAW = 20
+
+
+def _task_npe_importance(task) -> dict[str, Any]:
+    """One data set through importance-weighted NPE: NPE proposals weighted by the program's own density (PSIS),
+    ``L`` draws resampled; HPD ordering by the program's log posterior, as for NUTS and VI (the target)."""
+    amortized, data, theta, index, L = task
+    t0 = time.perf_counter()
+    post = amortized.importance_sample(data, num_proposals=IMPORTANCE_PROPOSALS_PER_DRAW * L, num_samples=L, seed=int(index), min_ess=L, warn=False)
+    a = amortized.analysis.with_data(data)
+    samples = post.samples()
+    ls, lt = _log_target(a, samples, theta)
+    return {"samples": samples, "theta": np.asarray(theta), "logq_samples": ls, "logq_theta": np.asarray(lt), "seconds": time.perf_counter() - t0,
+            "khat": float(post.attrs["importance_khat"]), "ess": float(post.attrs["importance_ess"])}
 
 
 #: Chains per data set and data sets per batched task of a ChEES coverage study.
@@ -181,27 +196,34 @@ def run_coverage(
     analysis=None,
     backend: str = "local",
     scheduler: str | None = None,
+    importance: bool = False,
 ) -> dict[str, Any]:
     """Run a coverage study and write ``coverage.json`` and plots into ``out``; returns the record.
 
     ``cfg``: a validated run config (its ``inference`` block gives the method's settings). ``num_draws``: posterior
     draws kept per run (the SBC rank resolution). ``num_simulations``: NPE training set size;
     ``sbi_settings``: extra :func:`latentinfer.amortized.train` settings. ``analysis``: use this program instead of
-    building one from ``cfg``.
+    building one from ``cfg``. ``importance`` (NPE only): each data set's NPE draws are importance-weighted by the
+    program's own density (``IMPORTANCE_PROPOSALS_PER_DRAW * num_draws`` proposals, PSIS, resampled), as
+    ``inference: {method: npe, importance: true}`` runs; k-hat and ESS per run are summarised in ``settings``.
     """
     if method not in coverage_methods():
         raise ConfigError(f"coverage: --method must be one of {', '.join(coverage_methods())}, got {method!r}")
     recommended = RECOMMENDED_RUNS.get(method, 500)
     if n < MIN_RUNS:
         raise LatentInferError(f"coverage needs N >= {MIN_RUNS} runs (got {n}); use N >= {recommended} for a real study")
+    if importance and method != "npe":
+        raise ConfigError(f"coverage: importance weighting is for NPE proposals (--method npe), got --method {method}")
     t0 = time.perf_counter()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     if method == "npe" and (sbi_settings or {}).get("rounds", 1) != 1:
         raise ConfigError("coverage: NPE must be amortized over the whole prior (rounds: 1); truncated sequential NPE is focused on one data set")
     if analysis is None:
-
         analysis = from_config(cfg)
+    check_can_simulate(analysis)  # before any folder is made: one line, exit code 2
+    if importance:
+        check_tractable(analysis)  # weights need every likelihood's log-density: checked before any simulation
+    out.mkdir(parents=True, exist_ok=True)
 
     sims = simulate(analysis, n, seed=seed)  # same seed -> same N (theta, data) pairs on restart
     names = analysis.parameter_names
@@ -215,11 +237,17 @@ def run_coverage(
         if (folder / "config.json").is_file():
             amortized = AmortizedPosterior.load(folder, analysis)
         else:
-            amortized = train(analysis, "npe", num_simulations=num_simulations, seed=seed + 1, **(sbi_settings or {}))
+            npe = get_method("npe")  # NPE's own defaults (ensemble, embedding) unless the study says otherwise
+            sbi = {**{k: npe.default(k) for k in ("ensemble", "embedding")}, **(sbi_settings or {})}
+            amortized = train(analysis, "npe", num_simulations=num_simulations, seed=seed + 1, **sbi)
             amortized.save(folder)
         settings.update(num_simulations=amortized.config["num_simulations"], training_seconds=amortized.config.get("training_seconds"))
+        settings.update({k: amortized.config.get(k) for k in ("embedding", "ensemble", "epochs")})
         tasks = [(amortized, datas[i], thetas[i], i, num_draws) for i in range(n)]
         fn, w = _task_npe, 1  # amortized: cheap per run, in this process
+        if importance:
+            settings.update(importance=True, num_proposals=IMPORTANCE_PROPOSALS_PER_DRAW * num_draws)
+            fn = _task_npe_importance
     elif method == "chees":
         # data sets as a batch dimension: BATCH data sets per task, each a group of CHEES_CHAINS chains in lockstep
         s = _chees_settings(cfg)
@@ -242,6 +270,10 @@ def run_coverage(
         settings["adapted_fraction"] = float(np.mean(np.concatenate([np.asarray(b["adapted_groups"]).reshape(-1) for b in results])))
         results = _unbatch(results)
 
+    if importance:
+        khat, ess = np.array([r["khat"] for r in results]), np.array([r["ess"] for r in results])
+        settings.update(khat_median=float(np.median(khat)), khat_max=float(khat.max()), fraction_khat_below_0_7=float(np.mean(khat < 0.7)),
+                        ess_median=float(np.median(ess)), ess_min=float(ess.min()))
     draws = np.stack([r["samples"] for r in results])
     th = np.stack([r["theta"] for r in results])
     sbc = run_sbc(th, draws, names=names, seed=seed)

@@ -9,7 +9,7 @@ from .base import EXPORTERS, available_formats, get_exporter, register_exporter
 from .getdist import prior_ranges, write_getdist
 from ..rundir import load_run
 
-__all__ = ["export_run", "available_formats", "get_exporter", "register_exporter", "write_getdist", "prior_ranges"]
+__all__ = ["export_run", "EXPORTERS", "available_formats", "get_exporter", "register_exporter", "write_getdist", "prior_ranges"]
 
 
 def export_run(run: str | os.PathLike, fmt: str = "getdist", prefix: str | os.PathLike | None = None) -> list[Path]:

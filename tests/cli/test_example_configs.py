@@ -29,7 +29,7 @@ def test_example_configs_validate(path):
         assert cfg["priors"]["tau"] == {"normal": [0.0506, 0.0086]}  # lowE alone
 
 
-@pytest.mark.parametrize("script", ["planck_vs_spt.sh", "lcdm_vs_ede.sh"])
+@pytest.mark.parametrize("script", ["planck_vs_spt.sh", "lcdm_vs_ede.sh", "coverage_planck.sh"])
 def test_example_scripts_parse_and_name_existing_configs(script):
     subprocess.run(["bash", "-n", str(EXAMPLES / script)], check=True)
     text = (EXAMPLES / script).read_text()

@@ -47,6 +47,9 @@ def test_coverage_cli_npe_and_restart(tmp_path, capsys):
         assert isinstance(v["pass"], bool) and v["thresholds"]
     assert rec["seed"] == 0 and rec["versions"]["sbi"] and rec["config"]["inference"]["method"] == "nuts"
     assert len(rec["curves"]["sbc_ranks"]) == 30
+    # NPE's defaults (issue 22): an ensemble of two estimators, trained once and saved with the study
+    assert rec["settings"]["ensemble"] == 2 and len(rec["settings"]["epochs"]) == 2
+    assert len(list((out / "npe").glob("estimator-*.safetensors"))) == 2
     for png in ("sbc_ranks.png", "tarp.png", "hpd_coverage.png"):
         assert (out / png).stat().st_size > 1000
     ckpts = sorted((out / "checkpoints").glob("run-*.npz"))
@@ -161,3 +164,58 @@ def test_run_says_whether_its_configuration_passed_a_coverage_study(tmp_path, ca
     assert main(["run", str(cfg), "--out", str(tmp_path / "third"), "--no-progress"]) == 0
     assert json.loads((tmp_path / "third" / "summary.json").read_text())["coverage"]["study"] is None
     assert "coverage: no coverage study of this configuration with method npe" in capsys.readouterr().out
+
+
+def test_coverage_bad_input_is_one_line_with_exit_code_2(tmp_path, capsys, monkeypatch):
+    """Issue 22's bad input for ``coverage``: a method that cannot be covered, a likelihood without ``simulate``,
+    importance weighting for a method other than NPE or on a likelihood without a log-density: one line, exit 2,
+    before anything is simulated or trained (no output folder is made)."""
+    import latentinfer as li
+
+    cfg = _config(tmp_path)
+
+    def refused(args, text):
+        capsys.readouterr()
+        assert main(["coverage", str(cfg), *args, "--n", "30", "--out", str(tmp_path / "x")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and text in err, err
+        assert not (tmp_path / "x").exists()
+
+    refused(["--method", "emcee"], "coverage: --method must be one of npe, vi, nuts, chees, got 'emcee'")
+    refused(["--method", "vi", "--importance"], "importance weighting is for NPE proposals (--method npe), got --method vi")
+    monkeypatch.setattr(li.GaussianLikelihood, "tractable", False, raising=False)
+    refused(["--method", "npe", "--importance"], "importance sampling needs each likelihood's log-density")
+    monkeypatch.setattr(li.GaussianLikelihood, "can_simulate", False, raising=False)
+    refused(["--method", "npe"], "cannot simulate data (can_simulate=False)")
+
+
+def test_coverage_of_importance_weighted_npe_passes_on_a_linear_gaussian_model(tmp_path, capsys):
+    """``--importance``: each data set's NPE draws are weighted by the program's own density (PSIS) and resampled.
+    A deliberately small NPE (600 simulations, 2 transforms) weighted so is exact up to Monte-Carlo error, so every
+    diagnostic passes at N = 100; k-hat and ESS per run are summarised in the record."""
+    cfg = _config(tmp_path)
+    out = tmp_path / "cov"
+    assert main(["coverage", str(cfg), "--method", "npe", "--importance", "--n", "100", "--out", str(out), "--simulations", "600", "--draws", "50"]) == 0
+    rec = json.loads((out / "coverage.json").read_text())
+    s = rec["settings"]
+    assert s["importance"] is True and s["num_proposals"] == 1000
+    assert s["fraction_khat_below_0_7"] >= 0.95 and s["ess_median"] >= 50, s
+    failed = {k: v for k, v in rec["diagnostics"].items() if not v["pass"]}
+    assert not failed, failed
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="issue 22 goal not met yet: with ensemble 2 local TARP reads under-confident (ATC +0.046 > 0.039)")
+def test_default_npe_on_the_planck_demo_passes_every_check_at_n_500(tmp_path, capsys):
+    """Issue 22's goal: ``latentinfer coverage examples/demo.yaml --method npe --n 500`` with NPE's defaults passes
+    SBC, TARP, HPD and the two joint checks (about 1.5 min on one core; seed 0, so the numbers are reproducible).
+    Strict xfail: SBC, TARP, HPD and the density rank pass with ``ensemble: 2``, local TARP does not; when defaults
+    that pass everything land, this reports XPASS (a failure) and the marker goes."""
+    from pathlib import Path
+
+    demo = Path(__file__).parents[1] / "examples" / "demo.yaml"
+    out = tmp_path / "cov"
+    assert main(["coverage", str(demo), "--method", "npe", "--n", "500", "--out", str(out)]) == 0
+    rec = json.loads((out / "coverage.json").read_text())
+    failed = {k: v.get("reading") for k, v in rec["diagnostics"].items() if not v["pass"]}
+    assert not failed and rec["verdict"]["overall"] == "calibrated", (failed, rec["curves"]["hpd"])
