@@ -167,7 +167,7 @@ def test_run_says_whether_its_configuration_passed_a_coverage_study(tmp_path, ca
 
 
 def test_coverage_bad_input_is_one_line_with_exit_code_2(tmp_path, capsys, monkeypatch):
-    """Issue 22's bad input for ``coverage``: a method that cannot be covered, a likelihood without ``simulate``,
+    """Issue 22's bad input for ``coverage``: a method that is not registered, a likelihood without ``simulate``,
     importance weighting for a method other than NPE or on a likelihood without a log-density: one line, exit 2,
     before anything is simulated or trained (no output folder is made)."""
     import latentinfer as li
@@ -181,7 +181,8 @@ def test_coverage_bad_input_is_one_line_with_exit_code_2(tmp_path, capsys, monke
         assert err.count("\n") == 0 and text in err, err
         assert not (tmp_path / "x").exists()
 
-    refused(["--method", "emcee"], "coverage: --method must be one of npe, vi, nuts, chees, got 'emcee'")
+    # every registered method can be covered (emcee included, tests/layout); an unknown one cannot
+    refused(["--method", "gibbs"], "coverage: --method must be one of chees, emcee, nle, npe, nre, nuts, vi, got 'gibbs'")
     refused(["--method", "vi", "--importance"], "importance weighting is for NPE proposals (--method npe), got --method vi")
     monkeypatch.setattr(li.GaussianLikelihood, "tractable", False, raising=False)
     refused(["--method", "npe", "--importance"], "importance sampling needs each likelihood's log-density")
