@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._args import add_corpus_root, comma_list, use_corpus_root_of  # noqa: F401
+
 
 def register(sub) -> None:
     p = sub.add_parser("accuracy", help="dchi2 under the Planck plik_lite covariance of a model bundle on held-out CAMB spectra")
@@ -9,14 +11,12 @@ def register(sub) -> None:
     p.add_argument("--corpus", default=None, help="corpus .npz (default: the bundle's validation.npz)")
     p.add_argument("--out", default=None, help="write the statistics and per-row values as JSON")
     p.add_argument("--update-card", action="store_true", help="store the result in the bundle's card.json (bundle folder only)")
-    p.add_argument("--corpus-root", default=None, metavar="DIR", help="corpus root folder: relative corpus names are looked up here first (default: $LATENTINFER_CORPUS, else ./corpus)")
+    add_corpus_root(p)
     p.set_defaults(func=_accuracy)
 
 
 def _accuracy(args) -> int:
-    from ..paths import use_corpus_root
-
-    use_corpus_root(args.corpus_root)
+    use_corpus_root_of(args)
     from ..io import write_json
     from ..ive.accuracy import GOAL, bundle_accuracy, check_accuracy, describe_where
 

@@ -7,6 +7,8 @@ the beta its rule picks; held-out plik_lite dchi2, active latents and MI on >= 2
 
 from __future__ import annotations
 
+from ._args import add_corpus_root, comma_list, train_config_with_corpus  # noqa: F401
+
 
 def register(sub) -> None:
     p = sub.add_parser("discover", help="unsupervised IVE: beta scan then latent-count scan (dchi2, active latents, MI)")
@@ -21,39 +23,20 @@ def register(sub) -> None:
     p.add_argument("--bootstrap", type=int, default=5, help="bootstrap refits per MI estimate (default 5)")
     p.add_argument("--epochs", type=int, default=None, help="override max_epochs of the config")
     p.add_argument("--minutes", type=float, default=None, help="override max_minutes (per point) of the config")
-    p.add_argument("--corpus-root", default=None, metavar="DIR", help="corpus root folder: relative corpus names are looked up here first (default: $LATENTINFER_CORPUS, else ./corpus)")
+    add_corpus_root(p)
     p.set_defaults(func=_discover)
 
 
-def _list(text: str, kind, key: str) -> list:
-    from ..errors import ConfigError
-
-    try:
-        return [kind(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ConfigError(f"--{key}: expected comma-separated numbers, got {text!r}") from None
-
-
 def _discover(args) -> int:
-    from ..paths import use_corpus_root
-
-    use_corpus_root(args.corpus_root)
     import json
     from pathlib import Path
 
     from ..errors import ConfigError, DataError
-    from ..ive.config import load_train_config
     from ..ive.discover import run_discovery, scan_mi_settings
-    from ..simulate.recipes import missing_corpus
 
-    cfg = load_train_config(args.config)
-    problem = missing_corpus(cfg, args.config)
-    if problem:
-        raise DataError(problem)
+    cfg = train_config_with_corpus(args)
     if args.epochs is not None:
         cfg.max_epochs = args.epochs
-    if args.minutes is not None:
-        cfg.max_minutes = args.minutes
     if args.bootstrap < 2:
         raise ConfigError(f"--bootstrap must be >= 2, got {args.bootstrap}")
     beta = args.beta
@@ -66,12 +49,12 @@ def _discover(args) -> int:
             raise DataError(f"--beta-from: {p} has no chosen_beta (unfinished beta scan)")
     from ..paths import corpus_path
 
-    mi_files = _list(args.mi_rows, str, "mi-rows") if args.mi_rows else None
+    mi_files = comma_list(args.mi_rows, str, "mi-rows") if args.mi_rows else None
     for f in mi_files or []:
         if not corpus_path(f).is_file():
             raise DataError(f"--mi-rows: corpus file {f} not found under the corpus root")
-    res = run_discovery(cfg, args.out, betas=_list(args.betas, float, "betas"), d_beta=args.d_beta,
-                        dims=_list(args.dims, int, "dims"), mi_files=mi_files, beta=beta,
+    res = run_discovery(cfg, args.out, betas=comma_list(args.betas, float, "betas"), d_beta=args.d_beta,
+                        dims=comma_list(args.dims, int, "dims"), mi_files=mi_files, beta=beta,
                         settings=scan_mi_settings(args.bootstrap) if args.bootstrap != 5 else None)
     print(f"chosen beta {res['chosen_beta']:.0e}, d {res['chosen_dim']}; wrote {args.out}/scan.json and {res['png']}")
     return 0

@@ -9,6 +9,8 @@ check, settings, versions), ``DIR/mi_heatmap.png`` and the traversal plots, and 
 
 from __future__ import annotations
 
+from ._args import add_corpus_root, comma_list, use_corpus_root_of  # noqa: F401
+
 DEFAULT_N = 5000
 
 
@@ -26,7 +28,7 @@ def register(sub) -> None:
                    "rows; a training corpus gives more rows and smaller MI errors)")
     p.add_argument("--update-card", action="store_true", help="write the labels into the bundle's card.json (latent_labels)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p.add_argument("--corpus-root", default=None, metavar="DIR", help="corpus root folder: relative corpus names are looked up here first (default: $LATENTINFER_CORPUS, else ./corpus)")
+    add_corpus_root(p)
     p.set_defaults(func=_interpret)
 
 
@@ -50,9 +52,7 @@ def _encode(args) -> dict:
 
 
 def _interpret(args) -> int:
-    from ..paths import use_corpus_root
-
-    use_corpus_root(args.corpus_root)
+    use_corpus_root_of(args)
     import math
 
     from ..bundle import load_model

@@ -7,6 +7,8 @@ then the missing files, one after the other, resumable chunk by chunk.
 
 from __future__ import annotations
 
+from ._args import add_corpus_root, comma_list, use_corpus_root_of  # noqa: F401
+
 
 def register(sub) -> None:
     p = sub.add_parser("simulate", help="run CAMB over a scrambled Sobol design; chunked, resumable, parallel")
@@ -26,14 +28,12 @@ def register(sub) -> None:
                    help="a training config: make every corpus file its simulate: block describes and that is missing "
                         "(instead of --model/--n/--seed/--out)")
     p.add_argument("--plan", action="store_true", help="with --config: print what is done and what is left, run nothing")
-    p.add_argument("--corpus-root", default=None, metavar="DIR", help="corpus root folder: relative corpus names are looked up here first (default: $LATENTINFER_CORPUS, else ./corpus)")
+    add_corpus_root(p)
     p.set_defaults(func=_simulate)
 
 
 def _simulate(args) -> int:
-    from ..paths import use_corpus_root
-
-    use_corpus_root(args.corpus_root)
+    use_corpus_root_of(args)
     from ..errors import ConfigError
     from ..simulate import parse_box, parse_rows, simulate
 

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+from ._args import add_corpus_root, comma_list, train_config_with_corpus  # noqa: F401
+
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="train an interpretable variational encoder from a YAML config; writes a model bundle")
@@ -19,42 +21,21 @@ def register(sub) -> None:
     p.add_argument("--sizes", default="0.125,0.25,0.5,1.0", help="training-set fractions for the --scan learning curve")
     p.add_argument("--minutes", type=float, default=None, help="override max_minutes (per model) of the config")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p.add_argument("--corpus-root", default=None, metavar="DIR", help="corpus root folder: relative corpus names are looked up here first (default: $LATENTINFER_CORPUS, else ./corpus)")
+    add_corpus_root(p)
     p.set_defaults(func=_train)
 
 
-def _floats(text: str, key: str) -> list[float]:
-    from ..errors import ConfigError
-
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ConfigError(f"--{key}: expected comma-separated numbers, got {text!r}") from None
-
-
 def _train(args) -> int:
-    from ..paths import use_corpus_root
-
-    use_corpus_root(args.corpus_root)
-    from ..ive.config import load_train_config
     from ..ive.pipeline import run_training
 
-    cfg = load_train_config(args.config)
-    from ..errors import DataError
-    from ..simulate.recipes import missing_corpus
-
-    problem = missing_corpus(cfg, args.config)
-    if problem:
-        raise DataError(problem)
-    if args.minutes is not None:
-        cfg.max_minutes = args.minutes
+    cfg = train_config_with_corpus(args)
     if args.no_progress:
         cfg.progress = False
     if args.scan:
         from ..ive.scan import run_scan
 
-        dims = [int(x) for x in _floats(args.dims, "dims")]
-        res = run_scan(cfg, args.out, dims=dims, fractions=_floats(args.sizes, "sizes"))
+        dims = [int(x) for x in comma_list(args.dims, float, "dims")]
+        res = run_scan(cfg, args.out, dims=dims, fractions=comma_list(args.sizes, float, "sizes"))
         print(f"wrote {res['json']} and {res['png']}")
         return 0
     if args.baseline:

@@ -31,11 +31,11 @@ METHODS: Registry = Registry("inference method", "latentinfer.methods", error=Co
 
 
 def setting(default: Any, typ: type | tuple[type, ...], *, choices: tuple | None = None, minimum: float | None = None,
-            below: float | None = None, doc: str = "") -> Any:
+            above: float | None = None, below: float | None = None, doc: str = "") -> Any:
     """A field of a :class:`Settings` dataclass: its default, accepted type(s), and optionally the allowed values,
-    an inclusive lower bound ``minimum`` and an exclusive upper bound ``below``."""
+    an inclusive lower bound ``minimum`` and exclusive bounds ``above`` and ``below``."""
     return dataclasses.field(default=default, metadata={"type": typ, "choices": choices, "minimum": minimum,
-                                                        "below": below, "doc": doc})
+                                                        "above": above, "below": below, "doc": doc})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,8 +71,10 @@ class Settings:
                     choice(val, m["choices"], f.name, where)
                 if m["minimum"] is not None and val < m["minimum"]:
                     raise ConfigError(f"{where}: key '{f.name}' must be >= {m['minimum']}, got {val}")
-                if m["below"] is not None and not val < m["below"]:
-                    raise ConfigError(f"{where}: key '{f.name}' must be < {m['below']}, got {val}")
+                lo, hi = m["above"], m["below"]
+                if (lo is not None and not val > lo) or (hi is not None and not val < hi):
+                    want = f"in ({lo}, {hi})" if lo is not None and hi is not None else f"> {lo}" if lo is not None else f"< {hi}"
+                    raise ConfigError(f"{where}: key '{f.name}' must be {want}, got {val}")
             out[f.name] = val
         cls(**out).validate(where)
         return out

@@ -450,15 +450,13 @@ class ChEESSettings(Settings):
     chains: int = setting(32, int, minimum=1, doc="chains advanced together (>= 2: they adapt together)")
     warmup: int = setting(1000, int, minimum=0, doc="cap on warmup iterations (warmup stops when adapted)")
     draws: int = setting(300, int, minimum=1, doc="kept draws per chain")
-    target_accept: float = setting(0.8, float, minimum=0, below=1)
+    target_accept: float = setting(0.8, float, above=0, below=1)
     init: str = setting("laplace", str, choices=("laplace", "prior"))
     precision: str = setting("float64", str, choices=("float64", "float32"), doc="float32: expansion + likelihoods")
 
     def validate(self, where: str) -> None:
         if self.chains < 2:
             raise ConfigError(f"{where}: key 'chains' must be >= 2 for method chees (chains adapt together), got {self.chains}")
-        if not 0 < self.target_accept < 1:
-            raise ConfigError(f"{where}: key 'target_accept' must be in (0, 1), got {self.target_accept}")
 
 
 @METHODS.register("chees")

@@ -20,7 +20,6 @@ import torch
 from pyro.infer import NUTS
 from pyro.infer.autoguide.initialization import init_to_value
 
-from ..errors import ConfigError
 from ..execution import default_workers, map_tasks
 from ..posterior import build_posterior
 from .base import METHODS, Method, Settings, chain_seeds, setting
@@ -150,14 +149,10 @@ class NUTSSettings(Settings):
     draws: int = setting(1000, int, minimum=1, doc="kept draws per chain")
     jit: bool = setting(True, bool, doc="Pyro's JIT of the potential")
     parallel: bool = setting(True, bool, doc="chains in parallel processes")
-    target_accept: float = setting(0.8, float, minimum=0, below=1, doc="dual-averaging target acceptance")
+    target_accept: float = setting(0.8, float, above=0, below=1, doc="dual-averaging target acceptance")
     max_tree_depth: int = setting(10, int, minimum=1)
     dense_mass: bool = setting(True, bool, doc="dense mass matrix")
     init: str = setting("laplace", str, choices=("laplace", "prior"), doc="chain starts")
-
-    def validate(self, where: str) -> None:
-        if not 0 < self.target_accept < 1:
-            raise ConfigError(f"{where}: key 'target_accept' must be in (0, 1), got {self.target_accept}")
 
 
 @METHODS.register("nuts")

@@ -21,7 +21,6 @@ from pyro.optim import ClippedAdam
 from torch.distributions import biject_to
 from tqdm.auto import tqdm
 
-from ..errors import ConfigError
 from ..posterior import build_posterior
 from .base import METHODS, Method, Settings, setting
 
@@ -83,12 +82,8 @@ class VISettings(Settings):
 
     guide: str = setting("multivariate_normal", str, choices=("normal", "multivariate_normal", "flow"))
     steps: int = setting(3000, int, minimum=1, doc="optimisation steps")
-    lr: float = setting(0.01, float, doc="learning rate (> 0)")
+    lr: float = setting(0.01, float, above=0, doc="learning rate")
     num_samples: int = setting(4000, int, minimum=1, doc="draws from the fitted guide")
-
-    def validate(self, where: str) -> None:
-        if not self.lr > 0:
-            raise ConfigError(f"{where}: key 'lr' must be > 0, got {self.lr}")
 
 
 @METHODS.register("vi")
