@@ -12,7 +12,7 @@ weights they saved) and measures the same things on our corpus:
     <= 0.05 nat), and its spread when the encoder is fed LCDM spectra (f_EDE = 0): the standard deviation over the
     LCDM corpus against that over the EDE rows. Traversal plot of that latent beside CAMB's EDE-minus-LCDM residuals.
 
-Everything is written to ``anchor.json`` and PNGs in the output folder; ``tests/test_anchor.py`` (slow) asserts the
+Everything is written to ``anchor.json`` and PNGs in the output folder; ``tests/ive/test_anchor.py`` (slow) asserts the
 numbers from the stored results.
 """
 
@@ -50,7 +50,7 @@ MI_LCDM_MAX = 0.05
 
 def anchor_mi_settings():
     """GMM-MI for the anchor numbers: 20 bootstrap refits, and patience 3 in the choice of the component count (with
-    patience 1 the cross-validation can stop at one component on sharp-edged densities; tests/test_mi_rows.py)."""
+    patience 1 the cross-validation can stop at one component on sharp-edged densities; tests/interpret/test_mi_rows.py)."""
 
     return MISettings(n_bootstrap=10, mc_samples=10_000, max_components=10, patience=3)
 
