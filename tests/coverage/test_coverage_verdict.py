@@ -13,64 +13,23 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 import yaml
+from coverage_cases import judge
 from truth_models import LinearGaussian, write_toy_project
 
 from latentinfer.cli import main
-from latentinfer.coverage.diagnostics import (
-    check_density_rank,
-    check_hpd_coverage,
-    check_sbc,
-    check_tarp,
-    check_tarp_local,
-    run_density_rank,
-    run_hpd_coverage,
-    run_sbc,
-    run_tarp,
-    run_tarp_local,
-)
 from latentinfer.coverage.verdict import READINGS, coverage_verdict, next_step
 
-N, L = 1000, 200
-SD = np.array([0.2, 0.3])
-
-
-def _cov(rho):
-    return np.array([[1.0, rho], [rho, 1.0]]) * np.outer(SD, SD)
-
-
-S = _cov(0.9)
-C = np.linalg.inv(np.linalg.inv(S) - np.eye(2))
-CASES = {
-    "exact": lambda m: (m, S),
-    "overconfident": lambda m: (m, 0.5 * S),
-    "underconfident": lambda m: (m, 2.0 * S),
-    "biased": lambda m: (m + SD, S),
-    "flipped": lambda m: (m, _cov(-0.9)),
-    "independent": lambda m: (m, np.diag(np.diag(S))),
-}
+N = 1000
+#: The cases read here, by the names of coverage_cases.POSTERIORS ("under-confident": covariance x 2).
+CASES = {"exact": "exact", "overconfident": "overconfident", "underconfident": "conservative", "biased": "biased",
+         "flipped": "flipped", "independent": "independent"}
 
 
 def _diagnostics(case, seed=11):
-    rng = np.random.default_rng(seed)
-    theta = rng.standard_normal((N, 2))
-    x = theta + rng.standard_normal((N, 2)) @ np.linalg.cholesky(C).T
-    mean, cov = CASES[case](x @ (S @ np.linalg.inv(C)).T)
-    draws = mean[:, None, :] + rng.standard_normal((N, L, 2)) @ np.linalg.cholesky(cov).T
-    P = np.linalg.inv(cov)
-    lt = -0.5 * np.einsum("ni,ij,nj->n", theta - mean, P, theta - mean)
-    r = draws - mean[:, None, :]
-    ld = -0.5 * np.einsum("nli,ij,nlj->nl", r, P, r)
-    return {
-        "sbc": check_sbc(run_sbc(theta, draws, seed=2)),
-        "tarp": check_tarp(run_tarp(theta, draws, seed=3)),
-        "hpd": check_hpd_coverage(run_hpd_coverage(lt, ld)),
-        "density_rank": check_density_rank(run_density_rank(lt, ld, seed=4)),
-        "tarp_local": check_tarp_local(run_tarp_local(theta, draws, seed=5)),
-    }
+    return judge(CASES[case], N, seed)
 
 
 @pytest.fixture(scope="module")
