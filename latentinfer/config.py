@@ -28,7 +28,7 @@ from .errors import ConfigError
 from .io import read_file
 from .priors import check_spec
 from .execution import backend_from
-from .methods.base import METHODS
+from .methods.base import METHODS  # the registry and interface only: samplers load on first lookup
 
 _choice = choice
 
@@ -90,32 +90,23 @@ def validate_config(raw: Any, source: str = "config") -> dict:
     return cfg
 
 
-def _methods():
-    """The registry of inference methods: its interface module only (:mod:`latentinfer.methods.base`); the
-    samplers themselves are loaded by the registry on first lookup, not imported here."""
-
-    return METHODS
-
-
 def _owners(key: str) -> list:
     """The methods that have a setting ``key``, the reference method first."""
-    reg = _methods()
-    order = [DEFAULT_METHOD] + sorted(n for n in reg.names() if n != DEFAULT_METHOD)
-    return [reg.get(n) for n in order if key in reg.get(n).Settings.keys()]
+    order = [DEFAULT_METHOD] + sorted(n for n in METHODS.names() if n != DEFAULT_METHOD)
+    return [METHODS.get(n) for n in order if key in METHODS.get(n).Settings.keys()]
 
 
 def inference_block(raw: Mapping, where: str) -> dict:
     """The resolved ``inference:`` block: ``method`` plus every setting of that method, checked by its own
     ``Settings`` (defaults filled in), plus any other method's settings that ``raw`` names (type-checked; a run
     refuses them unless at their default, see :func:`foreign_settings`; ``coverage --method`` reads them)."""
-    reg = _methods()
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: must be a mapping, got {type(raw).__name__}")
-    known = {"method"}.union(*(reg.get(n).Settings.keys() for n in reg.names()))
+    known = {"method"}.union(*(METHODS.get(n).Settings.keys() for n in METHODS.names()))
     check_keys(raw, known, where)
     method = require(raw, "method", str, where, DEFAULT_METHOD)
-    choice(method, tuple(reg.names()), "method", where)
-    inf = {"method": method, **reg.get(method).Settings.check(raw, where)}
+    choice(method, tuple(METHODS.names()), "method", where)
+    inf = {"method": method, **METHODS.get(method).Settings.check(raw, where)}
     for key in raw:
         if key not in inf:
             inf[key] = require(raw, key, _owners(key)[0].Settings.types()[key], where)
@@ -126,7 +117,7 @@ def foreign_settings(cfg: dict) -> None:
     """Refuse, with one line, a setting of another method than the config's, set to other than its default (a run
     would ignore it). ``coverage`` may still read other methods' settings from the same config."""
     inf = cfg["inference"]
-    own = _methods().get(inf["method"]).Settings.keys()
+    own = METHODS.get(inf["method"]).Settings.keys()
     foreign = [k for k, v in inf.items() if k != "method" and k not in own
                and all(v != m.Settings.default(k) for m in _owners(k))]
     if foreign:
@@ -137,8 +128,8 @@ def foreign_settings(cfg: dict) -> None:
 def __getattr__(name: str):
     if name == "INFERENCE_DEFAULTS":  # old flat table {key: (default, type)}: now each method's Settings own them
         out = {"method": (DEFAULT_METHOD, str)}
-        for n in _methods().names():
-            for key in _methods().get(n).Settings.keys():
+        for n in METHODS.names():
+            for key in METHODS.get(n).Settings.keys():
                 if key not in out:
                     m = _owners(key)[0].Settings
                     out[key] = (m.default(key), m.types()[key])

@@ -7,7 +7,7 @@ the beta its rule picks; held-out plik_lite dchi2, active latents and MI on >= 2
 
 from __future__ import annotations
 
-from ._args import add_corpus_root, comma_list, train_config_with_corpus  # noqa: F401
+from ._args import add_corpus_root, comma_list, train_config_with_corpus
 
 
 def register(sub) -> None:

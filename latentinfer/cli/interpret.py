@@ -9,7 +9,7 @@ check, settings, versions), ``DIR/mi_heatmap.png`` and the traversal plots, and 
 
 from __future__ import annotations
 
-from ._args import add_corpus_root, comma_list, use_corpus_root_of  # noqa: F401
+from ._args import add_corpus_root, use_corpus_root_of
 
 DEFAULT_N = 5000
 

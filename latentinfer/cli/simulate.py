@@ -7,7 +7,7 @@ then the missing files, one after the other, resumable chunk by chunk.
 
 from __future__ import annotations
 
-from ._args import add_corpus_root, comma_list, use_corpus_root_of  # noqa: F401
+from ._args import add_corpus_root, use_corpus_root_of
 
 
 def register(sub) -> None:

@@ -93,11 +93,7 @@ class Method:
     #: ``cluster``, ``checkpoint_dir``) for methods that map independent tasks (chains) onto workers.
     execution: Mapping[str, Any] | None = None
 
-    @classmethod
-    def setting_names(cls) -> tuple[str, ...]:
-        return cls.Settings.keys()
-
-    # old spellings: the tuple of setting names and a default per key
+    # old spelling: a default per key (and ``settings``, the tuple of setting names, below)
     @classmethod
     def default(cls, key: str):
         return cls.Settings.default(key)
