@@ -17,7 +17,7 @@ from ..errors import BundleError, ConfigError, LatentInferError
 from ..io import read_file
 from ..paths import available
 
-__all__ = ["FORMAT", "read_card", "bundle_file", "list_models", "check_prior"]
+__all__ = ["FORMAT", "read_card", "bundle_file", "list_models", "model_rows", "model_mode", "check_prior"]
 
 FORMAT = "latentinfer-bundle/1"
 _KINDS = {"normal": 2, "uniform": 2, "fixed": None, "mvnormal": 2, "truncnormal": 4}
@@ -80,6 +80,42 @@ def list_models() -> dict[str, str]:
         except BundleError as exc:
             out[name] = f"(unreadable: {exc})"
     return out
+
+
+def model_mode(card: dict) -> str:
+    """How a bundle's latents were made: ``"unsupervised"`` (discovered: no parameter supervision, raw latents),
+    ``"supervised"`` (an IVE lined up with the parameters by supervision and a change of basis), or ``"-"`` for a
+    network that is not an IVE. Cards written before the key existed are supervised IVEs."""
+    if card.get("architecture", {}).get("type") != "ive-decoder":
+        return "-"
+    mode = card.get("mode")
+    if mode in ("supervised", "unsupervised"):
+        return mode
+    basis = card.get("latent_basis") if isinstance(card.get("latent_basis"), dict) else {}
+    return "unsupervised" if basis.get("method") == "none" else "supervised"
+
+
+def model_rows() -> list[dict[str, str]]:
+    """One row per bundle on the search path, for ``latentinfer models``: name, mode (:func:`model_mode`), latent
+    count, held-out accuracy (Planck plik_lite dchi2 median / p99 of the encode-decode and emulate paths, from the
+    card) and the description; an unreadable card says why in the description."""
+    rows = []
+    for name, folder in available("models").items():
+        try:
+            card = read_card(folder)
+        except BundleError as exc:
+            rows.append({"name": name, "mode": "?", "latents": "?", "dchi2": "?", "description": f"(unreadable: {exc})"})
+            continue
+        acc = card.get("accuracy") if isinstance(card.get("accuracy"), dict) else {}
+        paths = [(k, acc[k]) for k in ("encode_decode", "emulate") if isinstance(acc.get(k), dict)]
+        dchi2 = " | ".join(f"{_num(v.get('median'))} / {_num(v.get('p99'))}" for _, v in paths) or "-"
+        rows.append({"name": name, "mode": model_mode(card), "latents": str(len(card["latent_names"])),
+                     "dchi2": dchi2, "description": str(card.get("description", ""))})
+    return rows
+
+
+def _num(x: Any) -> str:
+    return f"{x:.3g}" if isinstance(x, (int, float)) and math.isfinite(x) else "?"
 
 
 def check_prior(spec: Any, name: str) -> Any:

@@ -21,10 +21,20 @@ def _print_table(rows: dict[str, str]) -> None:
         print(f"{name:<{width}}  {desc}")
 
 
-def _models(args) -> int:
-    from ..bundle.card import list_models  # torch-free
+_MODEL_COLUMNS = (("name", "NAME"), ("mode", "MODE"), ("latents", "LATENTS"),
+                  ("dchi2", "DCHI2 MEDIAN / P99 (ENCODE-DECODE | EMULATE)"), ("description", "DESCRIPTION"))
 
-    _print_table(list_models())
+
+def _models(args) -> int:
+    """name, mode (supervised / unsupervised IVE), latent count, held-out plik_lite dchi2 of the two paths, and the
+    description, from the cards alone."""
+    from ..bundle.card import model_rows  # torch-free
+
+    rows = model_rows()
+    width = {k: max([len(h)] + [len(r[k]) for r in rows]) for k, h in _MODEL_COLUMNS[:-1]}
+    print("  ".join(f"{h:<{width[k]}}" if k in width else h for k, h in _MODEL_COLUMNS))
+    for r in rows:
+        print("  ".join(f"{r[k]:<{width[k]}}" if k in width else r[k] for k, _ in _MODEL_COLUMNS))
     return 0
 
 

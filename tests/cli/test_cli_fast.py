@@ -121,7 +121,8 @@ def test_registrations_still_happen_on_first_use():
 
 def test_models_lists_bundles_from_env_without_torch(tmp_path):
     """A bundle found via $LATENTINFER_MODELS is listed from its card alone (weights are not read); a broken card
-    says why; the output is the old table: name, two spaces, description, as latentinfer.bundle.list_models."""
+    says why; each row gives name, mode, latent count, held-out dchi2 and description, as
+    latentinfer.bundle.card.model_rows gives them, and a bundle's description as latentinfer.bundle.list_models."""
     extra = tmp_path / "extra"
     good = extra / "aaa-extra"
     good.mkdir(parents=True)
@@ -131,25 +132,35 @@ def test_models_lists_bundles_from_env_without_torch(tmp_path):
     bad = extra / "bbb-bad-prior"
     bad.mkdir()
     (bad / "card.json").write_text(json.dumps({**card, "priors": {"z0": {"uniform": [1, 0]}}}))
+    disc = extra / "ccc-discovered"
+    disc.mkdir()
+    (disc / "card.json").write_text(json.dumps({**card, "architecture": {"type": "ive-decoder"}, "mode": "unsupervised",
+                                                "latent_names": ["z1", "z2", "z3"], "priors": {},
+                                                "accuracy": {"encode_decode": {"median": 0.25, "p99": 1.5},
+                                                             "emulate": {"median": 0.5, "p99": 2.0}}}))
     done = _cli(["models"], LATENTINFER_MODELS=str(extra))
     assert _heavy(done) == ""
-    lines = done.stdout.splitlines()[:-1]
-    assert any(ln.startswith("aaa-extra") and ln.endswith("  from env") for ln in lines)
-    assert any(ln.startswith("bbb-bad-prior") and "(unreadable:" in ln and "uniform needs low < high" in ln for ln in lines)
-    assert any(ln.startswith("cmb-lcdm") for ln in lines)
+    header, *lines = done.stdout.splitlines()[:-1]
+    assert header.split()[:3] == ["NAME", "MODE", "LATENTS"] and header.endswith("DESCRIPTION")
+    rows = {ln.split()[0]: ln for ln in lines}
+    assert rows["aaa-extra"].split()[1:3] == ["-", "1"] and rows["aaa-extra"].endswith("  from env")
+    assert "(unreadable:" in rows["bbb-bad-prior"] and "uniform needs low < high" in rows["bbb-bad-prior"]
+    assert rows["ccc-discovered"].split()[1:3] == ["unsupervised", "3"]
+    assert "0.25 / 1.5 | 0.5 / 2" in rows["ccc-discovered"]
+    assert rows["cmb-lcdm"].split()[1] == "supervised"  # a card from before the key: an IVE with a rotated basis
 
-    # the same table as the torch-side listing gives, on the same search path
+    # the same rows as the torch-side listing gives, on the same search path
     ref = _fresh(
         """
         from latentinfer.bundle import list_models
-        rows = list_models()
-        width = max(len(k) for k in rows)
-        for name, desc in rows.items():
-            print(f"{name:<{width}}  {desc}")
+        from latentinfer.bundle.card import model_rows
+        for r in model_rows():
+            assert list_models()[r["name"]] == r["description"]
+            print(r["name"], r["mode"], r["latents"])
         """,
         LATENTINFER_MODELS=str(extra),
     )
-    assert ref.stdout.splitlines()[:-1] == lines
+    assert ref.stdout.splitlines()[:-1] == [" ".join(ln.split()[:3]) for ln in lines]
 
 
 def test_likelihoods_listing_matches_the_registry(tmp_path, monkeypatch):
