@@ -33,7 +33,8 @@ MIN_ROWS = 100  # below this, 3-fold CV holds out < 35 rows per fold and MI erro
 
 
 def load_encoded(path: str | os.PathLike) -> dict[str, Any]:
-    """An encoded sample from an ``.npz`` (no pickle) with keys z, params, param_names[, derived, derived_names]."""
+    """An encoded sample from an ``.npz`` (no pickle) with keys z, params, param_names[, derived, derived_names,
+    features, feature_names]."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"encoded sample {path} not found")
@@ -55,7 +56,8 @@ def load_encoded(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def prepare_data(data: Mapping[str, Any], latent_names: list[str], n: int | None = None) -> dict[str, Any]:
-    """Check shapes, join inputs and derived parameters, drop rows with NaN/inf and constant parameter columns.
+    """Check shapes, join inputs, derived parameters and spectral features (kinds "input", "derived", "spectral"),
+    drop rows with NaN/inf and constant parameter columns.
 
     Returns ``{"z", "theta", "names", "kinds", "dropped_rows", "dropped_columns"}``.
     """
@@ -66,7 +68,8 @@ def prepare_data(data: Mapping[str, Any], latent_names: list[str], n: int | None
     if z.ndim != 2 or z.shape[1] != len(latent_names):
         raise DataError(f"encoded latents z have shape {z.shape}; the model has {len(latent_names)} latents {latent_names}")
     blocks, names, kinds = [], [], []
-    for key, nkey, kind in (("params", "param_names", "input"), ("derived", "derived_names", "derived")):
+    for key, nkey, kind in (("params", "param_names", "input"), ("derived", "derived_names", "derived"),
+                            ("features", "feature_names", "spectral")):
         if data.get(key) is None:
             continue
         a = np.asarray(data[key], dtype=float)

@@ -54,7 +54,11 @@ class TrainConfig:
     (``latent_basis: none``, raw encoder latents); ``spectra`` the outputs the loss and the encoder see (e.g. ``[TT]``);
     ``kl_scale``: ``per_output`` puts beta on the loss per output in noise units (chi2 / n_out + beta KL), the same for
     TT only and TT/TE/EE/PP; ``total`` is beta on the summed chi2 (supervised bundles); ``auto`` picks ``per_output``
-    for the unsupervised mode and ``total`` otherwise.
+    for the unsupervised mode and ``total`` otherwise. ``polish_epochs`` > 0 (unsupervised mode): after the beta-VAE,
+    the encoder is frozen and the decoder alone trains on the chi2 of the spectra decoded from the encoder means (no
+    KL, no sampling) for up to that many epochs (``polish_minutes`` of wall clock), through the same learning-rate
+    stages: the latents keep what the VAE discovered, and the decoder gets back the accuracy that the KL term's noise
+    on the latents cost it.
     """
 
     corpus: list[str]
@@ -90,6 +94,8 @@ class TrainConfig:
     mode: Literal["supervised", "unsupervised"] = "supervised"
     spectra: list[str] = field(default_factory=lambda: ["TT", "TE", "EE", "PP"])
     kl_scale: Literal["auto", "total", "per_output"] = "auto"
+    polish_epochs: int = 0
+    polish_minutes: float = 10.0
     seed: int = 0
     threads: int = 1
     progress: bool = True
@@ -108,6 +114,7 @@ class TrainConfig:
             "corpus": len(self.corpus) >= 1, "error_rank": self.error_rank >= 1, "threads": self.threads >= 1, "joint_physical": self.joint_physical >= 0 and (self.joint_physical > 0 or not self.decoder_first),
             "test_from": all(n >= 0 for n in self.test_from) and (not self.test_from or len(self.test_from) == len(self.corpus)),
             "max_minutes": self.max_minutes > 0, "physical_max_minutes": self.physical_max_minutes > 0,
+            "polish_epochs": self.polish_epochs >= 0, "polish_minutes": self.polish_minutes > 0,
         }
         for key, ok in checks.items():
             if not ok:

@@ -11,6 +11,7 @@ import torch
 from ..errors import BundleError
 from .data import Corpus, full_spectra, load_corpus
 from ..bundle import load_model
+from ..interpret.features import spectral_features
 
 __all__ = ["encode_corpus"]
 
@@ -26,7 +27,10 @@ def encode_corpus(model_name_or_path, corpus: str | os.PathLike | Corpus | None 
 
     Returns
     -------
-    dict with ``z (N, d)``, ``latent_names``, ``params (N, p)``, ``param_names``, ``derived (N, k)``, ``derived_names``.
+    dict with ``z (N, d)``, ``latent_names``, ``params (N, p)``, ``param_names``, ``derived (N, k)``, ``derived_names``,
+    ``features (N, f)`` and ``feature_names``: spectral features measured on each row's spectra
+    (:func:`latentinfer.interpret.features.spectral_features`: peak positions and heights, damping, reionisation
+    bump, lensing amplitude).
     """
 
     model = model_name_or_path if isinstance(model_name_or_path, torch.nn.Module) else load_model(model_name_or_path)
@@ -37,6 +41,9 @@ def encode_corpus(model_name_or_path, corpus: str | os.PathLike | Corpus | None 
     c = corpus if isinstance(corpus, Corpus) else load_corpus(corpus)
     if n is not None:
         c = c.take(np.arange(min(int(n), len(c))))
-    z = model.encode(full_spectra(c)).numpy()
+    spectra = full_spectra(c)
+    z = model.encode(spectra).numpy()
+    features, feature_names = spectral_features({k: np.asarray(v) for k, v in spectra.items()})
     return {"z": z, "latent_names": list(model.latent_names), "params": c.params, "param_names": list(c.names),
-            "derived": c.derived, "derived_names": list(c.derived_names)}
+            "derived": c.derived, "derived_names": list(c.derived_names), "features": features,
+            "feature_names": feature_names}
