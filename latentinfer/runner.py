@@ -83,6 +83,9 @@ def run_config(cfg: Mapping[str, Any], out: str | os.PathLike, *, scheduler: str
         ev = analysis.evidence(post, method=cfg["evidence"], seed=int(inf.get("seed", 0)))
         extra["evidence"] = {"ln_z": ev.ln_z, "ln_z_err": ev.ln_z_err, "method": ev.method, "wall_seconds": ev.wall_seconds, "details": ev.details}
     extra["coverage"] = coverage_status(cfg, method, out)
+    readings = latent_reference_readings(cfg, post)
+    if readings:
+        extra["latent_references"] = readings
     summary = write_run(post, cfg, out, wall=time.perf_counter() - t0, extra=extra)
     shutil.rmtree(out / ".checkpoints", ignore_errors=True)
     if cfg.get("report", True):
@@ -102,6 +105,20 @@ def coverage_status(cfg: Mapping[str, Any], method: str, out: str | os.PathLike)
                 "note": f"no coverage study of this configuration with method {method} "
                         f"(latentinfer coverage CONFIG --method {method} --n 500 --out {Path(out) / 'coverage'})"}
     return found
+
+
+def latent_reference_readings(cfg: Mapping[str, Any], post) -> list[dict[str, Any]]:
+    """For a latent-space run of a bundle whose card keeps ``latent_references`` (e.g. where LCDM spectra put the EDE
+    latent of a discovered EDE model): each watched latent's posterior read against the reference
+    (:func:`latentinfer.bundle.references.reference_readings`); ``[]`` otherwise."""
+    if cfg.get("space") != "latent" or not cfg.get("model"):
+        return []
+    from .bundle.card import read_card
+    from .bundle.references import reference_readings
+    from .paths import resolve
+
+    card = read_card(resolve("models", cfg["model"]))
+    return reference_readings(card, {n: post.samples(n) for n in post.parameter_names})
 
 
 def _write_report(out: str | os.PathLike, analysis: Analysis) -> None:

@@ -31,6 +31,8 @@ def _run(args) -> int:
         cfg["inference"]["progress"] = False
     result = run_config(cfg, args.out, scheduler=args.scheduler)
     print(f"wrote {result['out']} ({result['method']}, {result['wall_seconds']:.1f} s)")
+    for r in result["summary"].get("latent_references", []):
+        print(f"reference: {r['text']}")
     cov = result["summary"].get("coverage") or {}
     if cov.get("study"):
         state = "passed" if cov.get("pass") else "FAILED"

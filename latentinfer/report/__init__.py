@@ -120,6 +120,7 @@ def build_report(items: Sequence[Any], *, analyses: Mapping[str, Any] | None = N
         verdicts.append(_verdict_row(run, summ, ppc, why))
         parts = [
             ("Parameters and convergence", S.parameters(run, summ)),
+            *([("Latents against reference models", S.references_section(run))] if run.summary.get("latent_references") else []),
             ("Sampling diagnostics", S.sampling_plots(run)),
             ("Posterior predictive checks", S.ppc_section(run, analysis, why, ppc)),
             ("Coverage", S.coverage_section(run)),

@@ -263,6 +263,36 @@ def tension_section(data: Mapping[str, Any], folder: Path | None) -> str:
     return "\n".join(out)
 
 
+def references_section(run) -> str:
+    """Watched latents read against a reference model (summary key ``latent_references``): the sentence, the numbers,
+    and the posterior of the latent with the reference band drawn over it."""
+    rows = run.summary.get("latent_references") or []
+    head = ("<p>A discovered latent has no physical value; a reference model gives it one: the band is where that "
+            "model's spectra put the latent (median +- robust sd, from the bundle card's <code>latent_references</code>). "
+            "Distance = (posterior mean - reference median) / sqrt(posterior sd^2 + reference sd^2).</p>")
+    items = "".join(f"<li><b>{esc(r['text'])}</b></li>" for r in rows)
+    table = kv_table({f"{r['latent']} vs {r['reference']}": f"posterior {r['posterior_mean']:.4g} +- {r['posterior_sd']:.3g}; "
+                      f"reference {r['reference_median']:.4g} +- {r['reference_sd']:.3g}; {r['sigma']:+.2f} sigma; "
+                      f"posterior mass beyond the reference median {r['tail_probability']:.3f}" for r in rows})
+    figs = []
+    plt = _plt()
+    for r in rows:
+        if r["latent"] not in run.posterior.parameter_names:
+            continue
+        x = run.posterior.samples(r["latent"])
+        fig, ax = plt.subplots(figsize=(5, 3))
+        ax.hist(x, bins=60, density=True, color="C0", alpha=0.7, label=f"posterior of {r['latent']}")
+        m, sd = r["reference_median"], r["reference_sd"]
+        ax.axvspan(m - sd, m + sd, color="C3", alpha=0.25, label=f"{r['reference']} (median +- sd)")
+        ax.axvline(m, color="C3")
+        ax.set_xlabel(f"{r['latent']} {('(' + r['label'] + ')') if r['label'] else ''}")
+        ax.set_title(f"{r['sigma']:+.2f} sigma from {r['reference']}", fontsize=9)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        figs.append(figure_tag(fig, f"{r['latent']} against {r['reference']}", r["text"]))
+    return head + f"<ul>{items}</ul>" + table + ("<div class=\"grid\">" + "".join(figs) + "</div>" if figs else "")
+
+
 def interpretation_section(run) -> str:
     """The model's interpretation: ``mi.json`` as tables and traversal plots, from the bundle folder or its
     ``interpretation/`` subfolder."""
