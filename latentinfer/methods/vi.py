@@ -1,14 +1,28 @@
-"""Stochastic variational inference (Pyro autoguides) on the same program.
+"""Stochastic variational inference on the same program.
 
 Every guide starts at the Laplace approximation of the posterior (MAP and inverse Hessian in the unconstrained
 space): the Gaussian guides take it as their initial location and scale; the ``flow`` guide is a stack of
 affine autoregressive transforms acting in the Laplace-whitened coordinates, so it only has to learn the
 departures from Gaussianity.
+
+Two engines fit the Gaussian guides (``engine``):
+
+* ``batched`` (default for ``normal`` and ``multivariate_normal``): the reparameterised ELBO of a Gaussian
+  ``q(u) = N(m, L L^T)`` in the unconstrained space, ``E_q[log p(u, data)] + sum log diag L + const``, with the
+  particles of each step evaluated in one batched call of the program's log density
+  (:class:`~latentinfer.program.LogDensity`, the potential the gradient samplers use), Adam with the same learning
+  rate, decay and gradient clipping as the Pyro path. No Pyro trace per step: several times faster.
+* ``pyro``: Pyro SVI with the autoguide (``Trace_ELBO``, ``ClippedAdam``) on the Pyro model; the reference, and the
+  only engine of the ``flow`` guide.
+
+Both fit the same family to the same objective from the same start; they draw different random numbers, so their
+results agree within Monte-Carlo error, not bit for bit (tested on the linear-Gaussian posterior).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pyro
@@ -21,7 +35,9 @@ from pyro.optim import ClippedAdam
 from torch.distributions import biject_to
 from tqdm.auto import tqdm
 
+from ..errors import ConfigError, LatentInferError
 from ..posterior import build_posterior
+from ..program import LogDensity
 from .base import METHODS, Method, Settings, setting
 
 __all__ = ["VIMethod", "GUIDES"]
@@ -84,6 +100,9 @@ class VISettings(Settings):
     steps: int = setting(3000, int, minimum=1, doc="optimisation steps")
     lr: float = setting(0.01, float, above=0, doc="learning rate")
     num_samples: int = setting(4000, int, minimum=1, doc="draws from the fitted guide")
+    engine: str = setting("auto", str, choices=("auto", "batched", "pyro"),
+                          doc="auto: batched for the Gaussian guides, pyro for flow (see the module docstring)")
+    particles: int = setting(8, int, minimum=1, doc="Monte-Carlo draws of the ELBO per step")
 
 
 @METHODS.register("vi")
@@ -100,6 +119,13 @@ class VIMethod(Method):
             torch.set_default_dtype(previous)
 
     def _fit(self, analysis, **s):
+        engine = s["engine"] if s["engine"] != "auto" else ("pyro" if s["guide"] == "flow" else "batched")
+        if engine == "batched" and s["guide"] == "flow":
+            raise ConfigError("inference: vi engine 'batched' fits the Gaussian guides (normal, multivariate_normal); "
+                              "the flow guide needs engine 'pyro'")
+        s = {**s, "engine": engine}
+        if engine == "batched":
+            return self._fit_batched(analysis, **s)
         pyro.clear_param_store()
         u0, cov = analysis.laplace(seed=s["seed"])
         start, _ = analysis.constrain(u0)
@@ -107,7 +133,7 @@ class VIMethod(Method):
         init = init_to_value(values={k: v.detach() for k, v in start.items()})
         guide = GUIDES[s["guide"]](analysis.model, init, u0, cov)
         optim = ClippedAdam({"lr": s["lr"], "lrd": 0.02 ** (1.0 / s["steps"]), "clip_norm": 10.0})
-        elbo = Trace_ELBO(num_particles=8, vectorize_particles=True, max_plate_nesting=0)
+        elbo = Trace_ELBO(num_particles=s["particles"], vectorize_particles=True, max_plate_nesting=0)
         svi = SVI(analysis.model, guide, optim, elbo)
         losses = []
         with tqdm(range(s["steps"]), desc=f"VI ({s['guide']})", disable=not s["progress"]) as bar:
@@ -124,6 +150,63 @@ class VIMethod(Method):
         return build_posterior(
             analysis,
             {n: samples[n] for n in analysis.parameter_names},
+            method=self.name,
+            settings=s,
+            extra_attrs={"elbo_final": float(-tail.mean()), "elbo_trace": [float(-x) for x in losses[:: max(1, s["steps"] // 200)]]},
+        )
+
+    def _fit_batched(self, analysis, **s):
+        """The Gaussian guides fitted on the batched log density (engine ``batched``; module docstring)."""
+        u0, cov = analysis.laplace(seed=s["seed"])
+        ld = LogDensity(analysis)
+        n, dt = u0.shape[0], u0.dtype
+        L0 = torch.linalg.cholesky(cov).to(dt) if cov is not None else 0.05 * torch.eye(n, dtype=dt)
+        if s["guide"] == "normal":
+            L0 = torch.diag(torch.sqrt(torch.diagonal(L0 @ L0.T)))  # the diagonal of the Laplace covariance
+        loc = u0.detach().clone().requires_grad_(True)
+        log_diag = torch.log(torch.diagonal(L0)).detach().clone().requires_grad_(True)
+        params = [loc, log_diag]
+        full = s["guide"] == "multivariate_normal"
+        if full:
+            off = torch.tril(L0, -1).detach().clone().requires_grad_(True)
+            params.append(off)
+        mask = torch.tril(torch.ones(n, n, dtype=dt), -1)
+
+        def scale_tril():
+            L = torch.diag(torch.exp(log_diag))
+            return L + off * mask if full else L
+
+        gen = torch.Generator().manual_seed(int(s["seed"]))
+        opt = torch.optim.Adam(params, lr=s["lr"])
+        decay = 0.02 ** (1.0 / s["steps"])  # ClippedAdam's lrd: the rate falls to 2 % of lr over the run
+        const = 0.5 * n * (1.0 + math.log(2 * math.pi))  # entropy of N(0, I_n)
+        losses = []
+        with tqdm(range(s["steps"]), desc=f"VI ({s['guide']}, batched)", disable=not s["progress"]) as bar:
+            for step in bar:
+                eps = torch.randn(s["particles"], n, generator=gen, dtype=dt)
+                u = loc + eps @ scale_tril().T
+                lp = ld(u)
+                loss = -(lp.mean() + log_diag.sum() + const)
+                if not bool(torch.isfinite(loss)):
+                    raise LatentInferError(f"vi: the ELBO became non-finite at step {step} (lower lr, or start elsewhere)")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                for p in params:  # ClippedAdam clips each parameter's gradient norm at 10
+                    torch.nn.utils.clip_grad_norm_([p], 10.0)
+                opt.step()
+                for g in opt.param_groups:
+                    g["lr"] *= decay
+                losses.append(float(loss.detach()))
+                if step % 100 == 0:
+                    bar.set_postfix(loss=f"{losses[-1]:.2f}")
+        with torch.no_grad():
+            u = loc + torch.randn(s["num_samples"], n, generator=gen, dtype=dt) @ scale_tril().T
+            xs, _ = ld.constrain(u)
+        samples = {name: x.numpy()[None] for name, x in zip(ld.names, xs)}
+        tail = np.asarray(losses[-max(1, s["steps"] // 10) :])
+        return build_posterior(
+            analysis,
+            {name: samples[name] for name in analysis.parameter_names},
             method=self.name,
             settings=s,
             extra_attrs={"elbo_final": float(-tail.mean()), "elbo_trace": [float(-x) for x in losses[:: max(1, s["steps"] // 200)]]},

@@ -73,10 +73,24 @@ def test_emcee_matches_exact_posterior(problem):
     _check(post, mu, S, np.array([summ[n]["mcse_mean"] for n in post.parameter_names]))
 
 
-def test_full_rank_vi_matches_exact_posterior(problem):
+@pytest.mark.parametrize("engine", ["batched", "pyro"])
+def test_full_rank_vi_matches_exact_posterior(problem, engine):
     lg, an, mu, S = problem
-    post = an.fit_vi(guide="multivariate_normal", steps=600, seed=3, progress=False, num_samples=4000)
+    post = an.fit_vi(guide="multivariate_normal", steps=600, seed=3, progress=False, num_samples=4000, engine=engine)
+    assert post.meta("settings")["engine"] == engine
     _check(post, mu, S, np.sqrt(np.diag(S) / 4000))
+
+
+def test_batched_vi_same_seed_same_numbers_and_refuses_flow(problem):
+    lg, an, mu, S = problem
+    a = an.fit_vi(guide="multivariate_normal", steps=50, seed=7, progress=False, num_samples=500)
+    b = an.fit_vi(guide="multivariate_normal", steps=50, seed=7, progress=False, num_samples=500)
+    np.testing.assert_array_equal(a.mean(), b.mean())
+    assert a.meta("settings")["engine"] == "batched"  # auto picks batched for the Gaussian guides
+    from latentinfer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="flow guide needs engine 'pyro'"):
+        an.fit_vi(guide="flow", steps=5, engine="batched", progress=False)
 
 
 @pytest.mark.slow
@@ -94,9 +108,10 @@ def test_flow_vi_runs_and_stays_near_exact(problem):
     assert np.all(np.abs(np.diag(post.cov()) / np.diag(S) - 1) < 0.25)
 
 
-def test_mean_field_vi_underestimates_correlated_posterior(problem):
+@pytest.mark.parametrize("engine", ["batched", "pyro"])
+def test_mean_field_vi_underestimates_correlated_posterior(problem, engine):
     """A diagonal guide cannot represent correlations: the exact check must catch it (a check that can fail)."""
     lg, an, mu, S = problem
-    post = an.fit_vi(guide="normal", steps=600, seed=5, progress=False, num_samples=4000)
+    post = an.fit_vi(guide="normal", steps=600, seed=5, progress=False, num_samples=4000, engine=engine)
     with pytest.raises(AssertionError):
         _check(post, mu, S, np.sqrt(np.diag(S) / 4000))
