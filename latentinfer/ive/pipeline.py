@@ -142,7 +142,7 @@ def _run_training(cfg: TrainConfig, out: str | Path | None, verbose: bool) -> di
                      "epochs": info["epochs"], "seconds": info["seconds"], "best_val_chi2": info["best_val_chi2"],
                      "physical_epochs": pinfo["epochs"], "physical_seconds": pinfo["seconds"],
                      "physical_best_val_chi2": pinfo["best_val_chi2"], "prepare_seconds": t_prep,
-                     **{k: info[k] for k in ("decoder_epochs", "decoder_best_val_chi2") if k in info},
+                     **{k: info[k] for k in ("decoder_epochs", "decoder_best_val_chi2", "vae_val_chi2", "polish") if k in info},
                      "total_seconds": seconds, "threads": cfg.threads,
                      # parts the wall clock (max_minutes) cut short: those do not retrain bit for bit
                      "time_capped": capped, "bit_reproducible": not capped,
