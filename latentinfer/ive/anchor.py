@@ -38,7 +38,7 @@ from ..interpret.knn import ksg_mi_error
 from ..interpret.mi import gmm_mi
 from ..interpret.knn import ksg_mi
 
-__all__ = ["ANCHOR_MI_SETTINGS", "LCDM_NAMES", "load_scan", "knn_r2", "lcdm_latent_count", "ede_latent", "run_anchor",
+__all__ = ["ANCHOR_MI_SETTINGS", "LCDM_NAMES", "load_scan", "knn_r2", "lcdm_latent_count", "ede_latent", "ede_latent_of", "bundle_ede_latent", "run_anchor",
            "FIDUCIAL"]
 
 LCDM_NAMES = ["ombh2", "omch2", "H0", "logA", "ns", "tau"]
@@ -122,13 +122,55 @@ def _ksg_row(z, y, seed=0):
 
 
 def ede_latent(folder, mi_files, lcdm_files, out: Path, settings=None, progress: bool = False) -> dict:
-    """Part (b): the EDE latent, its margin, its MI with the LCDM parameters and its spread on LCDM spectra."""
+    """Part (b) for a scan: the EDE latent, its margin, its MI with the LCDM parameters and its spread on LCDM
+    spectra (:func:`ede_latent_of`), among the scan point's active latents."""
 
     res, cfg, prep, model = load_scan(folder)
     p = _point(res, res["chosen_beta"], res["chosen_dim"])
     c, z = _encode_files(prep, model, mi_files, cfg.spectra)
+    lc, zl = _encode_files(prep, model, lcdm_files, cfg.spectra)
     kl = np.asarray(p["kl_per_latent"])
-    active = np.flatnonzero(kl > 0.1)
+
+    def decode(zs):
+        with torch.no_grad():
+            return {k: v.double().numpy() for k, v in model.decoder(torch.as_tensor(zs, dtype=torch.float32)).items()}
+
+    return ede_latent_of(c, z, zl, np.flatnonzero(kl > 0.1), decode, prep.sigma, out, settings,
+                         {"scan": str(folder), "chosen_beta": res["chosen_beta"], "chosen_dim": res["chosen_dim"],
+                          "kl_per_latent": kl.tolist()})
+
+
+def bundle_ede_latent(bundle, mi_files, lcdm_files, out: Path, settings=None) -> dict:
+    """Part (b) for a shipped bundle (e.g. the discovered ``cmb-ede-ive``): every latent is a candidate; the encoder
+    means of the bundle, its decoder for the traversal, noise from :func:`latentinfer.ive.noise.knox_sigma` at the
+    spectrum decoded at the latents' median over LCDM spectra."""
+    from ..bundle import load_model
+    from .noise import knox_sigma
+
+    model = load_model(bundle)
+    c = concat_corpora([load_corpus(f, verbose=False) for f in mi_files])
+    lc = concat_corpora([load_corpus(f, verbose=False) for f in lcdm_files])
+    z, zl = model.encode(full_spectra(c)).numpy(), model.encode(full_spectra(lc)).numpy()
+    dt = next(model.parameters()).dtype
+
+    def decode(zs):
+        with torch.no_grad():
+            return {k: v.double().numpy() for k, v in model(torch.as_tensor(zs, dtype=dt)).items()}
+
+    from .data import ell_grid
+
+    center = decode(np.median(zl, 0)[None])
+    sigma = knox_sigma(ell_grid(), {k: v[0] for k, v in center.items()})
+    card = model.meta["card"]
+    return ede_latent_of(c, z, zl, np.arange(z.shape[1]), decode, sigma, out, settings,
+                         {"bundle": str(bundle), "mode": card.get("mode"), "beta": card["training"]["config"]["beta"],
+                          "latent_dim": z.shape[1]})
+
+
+def ede_latent_of(c, z: np.ndarray, zl: np.ndarray, active: np.ndarray, decode, sigma, out: Path, settings=None,
+                  meta: dict | None = None) -> dict:
+    """Part (b) from encoded rows: ``z`` the latents of the EDE rows ``c``, ``zl`` of LCDM spectra, ``active`` the
+    candidate latents, ``decode(zs) -> {S: D_ell (n, 3199)}`` and ``sigma`` the noise per spectrum (traversal)."""
     names = [f"z{j + 1}" for j in range(z.shape[1])]
     s = settings or anchor_mi_settings()
     t0 = time.time()
@@ -160,15 +202,13 @@ def ede_latent(folder, mi_files, lcdm_files, out: Path, settings=None, progress:
     tab.latent_parameter[:, ifde], tab.latent_parameter_err[:, ifde] = mi_f, err_f
     tab.latent_parameter[top, lcdm_idx] = mi_lcdm
     tab.latent_parameter_err[top, lcdm_idx] = [e.err for e in lcdm_ests]
-    lc, zl = _encode_files(prep, model, lcdm_files, cfg.spectra)
 
     ksg_lcdm = [ksg_mi_error(z[:, j], c.params[:, i], seed=i) for i in lcdm_idx]
     sd_ede, sd_lcdm = float(z[:, j].std()), float(zl[:, j].std())
     lcdm_value = float(np.median(zl[:, j]))
     low = c.params[:, ifde] < 0.01
     result = {
-        "scan": str(folder), "chosen_beta": res["chosen_beta"], "chosen_dim": res["chosen_dim"],
-        "active": [names[a] for a in active], "kl_per_latent": kl.tolist(), "n_rows": int(len(z)),
+        **(meta or {}), "active": [names[a] for a in active], "n_rows": int(len(z)),
         "mi_settings": ANCHOR_MI_SETTINGS, "mi_seconds": mi_seconds,
         "mi_with_fde": {names[a]: {"gmm": float(mi_f[i]), "gmm_err": float(err_f[i]), "ksg": float(ksg_f[i]),
                                    "ksg_err": float(ksg_f_err[i])} for i, a in enumerate(active)},
@@ -195,7 +235,7 @@ def ede_latent(folder, mi_files, lcdm_files, out: Path, settings=None, progress:
         "rules": {"margin": f"MI(top) - MI(runner-up) > {MARGIN_SIGMA} x their combined bootstrap error",
                   "lcdm": f"GMM-MI with each of {', '.join(LCDM_NAMES)} <= {MI_LCDM_MAX} nat",
                   "narrow": f"sd over LCDM spectra < {NARROW} x sd over EDE rows"}}
-    result["traversal_png"] = str(plot_ede_traversal(model, prep, j, z, zl, out / "ede_traversal.png", result))
+    result["traversal_png"] = str(plot_ede_traversal(decode, sigma, j, z, zl, out / "ede_traversal.png", result))
     return result
 
 
@@ -216,7 +256,7 @@ def _camb_residuals(fdes=(0.05, 0.10, 0.15), log10_zc=3.5, theta_i=2.0):
     return out
 
 
-def plot_ede_traversal(model, prep, j: int, z_ede: np.ndarray, z_lcdm: np.ndarray, path, result: dict) -> Path:
+def plot_ede_traversal(decode, sigma, j: int, z_ede: np.ndarray, z_lcdm: np.ndarray, path, result: dict) -> Path:
     """Left: decoded spectra along the EDE latent (the others at their median over LCDM spectra), relative to the
     spectrum at the latent's LCDM value, in noise units; right: CAMB EDE minus LCDM at the fiducial LCDM parameters."""
     import matplotlib
@@ -231,12 +271,11 @@ def plot_ede_traversal(model, prep, j: int, z_ede: np.ndarray, z_lcdm: np.ndarra
     vals = np.quantile(z_ede[:, j], [0.02, 0.25, 0.75, 0.98])
     zs = np.repeat(center[None], len(vals) + 1, 0)
     zs[1:, j] = vals
-    with torch.no_grad():
-        D = {k: v.double().numpy() for k, v in model.decoder(torch.as_tensor(zs, dtype=torch.float32)).items()}
+    D = decode(zs)
     res = _camb_residuals()
     fig, ax = plt.subplots(2, 2, figsize=(12, 7), sharex=True)
     for r, s in enumerate(("TT", "EE")):
-        sig = prep.sigma[s]
+        sig = sigma[s]
         for i, v in enumerate(vals):
             ax[r, 0].plot(ell, (D[s][i + 1] - D[s][0]) / sig, lw=1, label=f"{result['ede_latent']} = {v:+.2f}")
         ax[r, 0].set_ylabel(f"delta D_ell^{s} / sigma_noise")
@@ -256,21 +295,29 @@ def plot_ede_traversal(model, prep, j: int, z_ede: np.ndarray, z_lcdm: np.ndarra
     plt.close(fig)
     # shape agreement: cosine of the traversal (LCDM value -> 98% quantile) with the CAMB residual at f = 0.1,
     # both in noise units over TT and EE
-    a = np.concatenate([(D[s][-1] - D[s][0]) / prep.sigma[s] for s in ("TT", "EE")])
-    b = np.concatenate([res[0.10][s] / prep.sigma[s] for s in ("TT", "EE")])
+    a = np.concatenate([(D[s][-1] - D[s][0]) / sigma[s] for s in ("TT", "EE")])
+    b = np.concatenate([res[0.10][s] / sigma[s] for s in ("TT", "EE")])
     result["traversal_camb_cosine"] = float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
     return Path(path)
 
 
 def run_anchor(out="scans/discover/anchor", lcdm="scans/discover/lcdm", lcdm_tt="scans/discover/lcdm-tt",
-               ede="scans/discover/ede", corpus=None, progress: bool = False) -> dict:
-    """The whole experiment; writes ``out/anchor.json`` and ``out/ede_traversal.png``."""
+               ede="scans/discover/ede", corpus=None, progress: bool = False, bundle: str | None = None) -> dict:
+    """The whole experiment; writes ``out/anchor.json`` and ``out/ede_traversal.png``. With ``bundle`` (a shipped
+    discovered EDE model, e.g. ``cmb-ede-ive``) only part (b), on that bundle."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     C = Path(corpus) if corpus else corpus_path("lcdm.npz").parent  # the corpus root holding the shared files
     t0 = time.time()
     result = {"what": "anchor reproduction (latentinfer.ive.anchor): Piras et al. 2025 on our corpus", "lcdm": {}}
     with torch_threads(1):
+        if bundle is not None:
+            result = {"what": f"anchor part (b) on the shipped bundle {bundle} (latentinfer.ive.anchor --bundle)",
+                      "ede": bundle_ede_latent(bundle, [C / "ede.npz", C / "ede_edge.npz"],
+                                               [C / "lcdm.npz", C / "lcdm_core.npz"], out),
+                      "wall_seconds": time.time() - t0}
+            write_json(out / "anchor.json", to_jsonable(result))
+            return result
         for key, folder in (("TTTEEEPP", lcdm), ("TT", lcdm_tt)):
             if Path(folder, "scan.json").is_file():
                 result["lcdm"][key] = lcdm_latent_count(folder, [C / "lcdm.npz"])
@@ -283,10 +330,15 @@ def run_anchor(out="scans/discover/anchor", lcdm="scans/discover/lcdm", lcdm_tt=
     return result
 
 
-if __name__ == "__main__":  # python -m latentinfer.ive.anchor [OUT]
+if __name__ == "__main__":  # python -m latentinfer.ive.anchor [OUT [EDE_SCAN]] | OUT --bundle NAME
     import sys
 
-    r = run_anchor(*(sys.argv[1:2] or []), **({"ede": sys.argv[2]} if len(sys.argv) > 2 else {}), progress=True)
+    argv = sys.argv[1:]
+    if "--bundle" in argv:
+        i = argv.index("--bundle")
+        r = run_anchor(argv[0] if i > 0 else "scans/discover/anchor-bundle", bundle=argv[i + 1], progress=True)
+    else:
+        r = run_anchor(*(argv[0:1] or []), **({"ede": argv[1]} if len(argv) > 1 else {}), progress=True)
     print(json.dumps(to_jsonable({k: v for k, v in r.get("ede", {}).items()
                                   if k in ("ede_latent", "margin", "margin_err", "criteria", "sd_ratio", "mi_with_fde")}), indent=1))
-    print(json.dumps(to_jsonable(r["lcdm"]), indent=1))
+    print(json.dumps(to_jsonable(r.get("lcdm", {})), indent=1))
