@@ -102,7 +102,7 @@ class HandwrittenVG:
             for k, i in self.nuisance_idx.items():
                 nuisance[k] = x[..., i].to(self.dtype)
             # -- likelihoods: value, d/dtheory, d/dnuisance
-            g_theory: dict[str, torch.Tensor] = {}
+            g_theory: dict[str, list] = {}  # {output: [(start, dlp/doutput on start..start+n), ...]}
             g_nuis: dict[str, torch.Tensor] = {}
             for hand, lik, fast in self._liks:
                 if hand is not None:
@@ -113,12 +113,12 @@ class HandwrittenVG:
             # -- back through the forward model
             if g_theory:
                 if self._forward is not None:
-                    g_z = self._forward.backward(cache, {k: v.to(torch.float64) for k, v in g_theory.items()})
+                    g_z = self._forward.backward(cache, g_theory)
                 else:
                     keys = [k for k in g_theory if k in theory64]
+                    gs = [_assemble(g_theory[k], theory64[k].shape[-1], theory64[k].shape[:-1], theory64[k].dtype) for k in keys]
                     with torch.enable_grad():
-                        (g_z,) = torch.autograd.grad([theory64[k] for k in keys],
-                                                     cache, [g_theory[k].to(theory64[k].dtype) for k in keys], allow_unused=True)
+                        (g_z,) = torch.autograd.grad([theory64[k] for k in keys], cache, gs, allow_unused=True)
                     g_z = torch.zeros_like(cache) if g_z is None else g_z
                 g_z = g_z.to(self.base_dtype)
                 if self._in_slice is not None:
@@ -241,7 +241,7 @@ class _Parameters:
         if self.uniform:
             xu = x[..., self.un_idx]
             inside = ((self.un_low <= xu) & (self.un_high > xu)).all(-1)
-            lp = lp + torch.where(inside, self.un_const, -math.inf)
+            lp = lp + torch.where(inside, torch.tensor(self.un_const, dtype=dt), torch.tensor(-math.inf, dtype=dt))
         for i, d in self.trunc:
             xi = x[..., i]
             inside = (xi >= d.low) & (xi <= d.high)
@@ -395,7 +395,11 @@ class _HandDecoder:
         for s in self.internal:
             i = self.slots[s]
             W = self.W[s]
-            t[s] = (c[:, i * self.k : (i + 1) * self.k].to(W.dtype) @ W).to(torch.float64) + self.ref[s]
+            cs = c[:, i * self.k : (i + 1) * self.k]
+            if W.dtype == torch.float64 and c.dtype == torch.float64:
+                t[s] = torch.addmm(self.ref[s], cs, W)  # c @ W + ref in one pass (same numbers up to rounding)
+            else:
+                t[s] = (cs.to(W.dtype) @ W).to(torch.float64) + self.ref[s]
         out, o = {}, self.outputs
         TT = torch.exp(t["TT"]) if ("TT" in o or "TE" in o) else None
         EE = torch.exp(t["EE"]) if ("EE" in o or "TE" in o) else None
@@ -413,33 +417,36 @@ class _HandDecoder:
         cache.update(TT=TT, EE=EE, PP=out.get("PP"), rows=c.shape[0], c_dtype=c.dtype)
         return {k: v.reshape(lead + v.shape[-1:]) for k, v in out.items()}, cache
 
+    def _log_grad(self, g, key, full, rows):
+        """``dlp/dlog X`` on the internal multipoles of ``X = exp(t)`` from the pieces of ``dlp/dX`` on its outputs."""
+        n_out = self.outputs.get(key, 0)
+        gt = None
+        if key in g:
+            gt = g[key] * full[:, :n_out] if n_out < full.shape[-1] else g[key] * full
+        if gt is None or n_out < full.shape[-1]:
+            pad = torch.zeros(rows, full.shape[-1], dtype=full.dtype)
+            if gt is not None:
+                pad[:, :n_out] = gt
+            gt = pad
+        return gt
+
     def backward(self, cache, g_theory):
-        rows = cache["rows"]
-        g = {k: v.expand(cache["lead"] + v.shape[-1:]).reshape(rows, v.shape[-1]) for k, v in g_theory.items()}
+        """``dlp/dz (..., d)`` from ``{output: [(start, dlp/doutput piece), ...]}``."""
+        rows, lead = cache["rows"], cache["lead"]
+        g = {k: _assemble(p, self.outputs[k], lead, torch.float64).reshape(rows, self.outputs[k]) for k, p in g_theory.items()}
         o = self.outputs
         g_t = {}
         TT, EE = cache["TT"], cache["EE"]
-        gTT = gEE = None
-        if TT is not None:
-            gTT = torch.zeros(rows, TT.shape[-1], dtype=TT.dtype)
-            if "TT" in g:
-                gTT[:, : o["TT"]] += g["TT"]
-        if EE is not None:
-            gEE = torch.zeros(rows, EE.shape[-1], dtype=EE.dtype)
-            if "EE" in g:
-                gEE[:, : o["EE"]] += g["EE"]
+        if TT is not None and ("TT" in g or "TE" in g):
+            g_t["TT"] = self._log_grad(g, "TT", TT, rows)
+        if EE is not None and ("EE" in g or "TE" in g):
+            g_t["EE"] = self._log_grad(g, "EE", EE, rows)
         if "TE" in g:
             n = o["TE"]
-            gte = g["TE"]
-            sq, tTE = cache["sq"], cache["tTE"]
-            g_t["TE"] = gte * sq
-            g_p = (gte * tTE) * (0.5 / sq)  # d sqrt(P)/dP, P = TT EE
-            gTT[:, :n] += g_p * EE[:, :n]
-            gEE[:, :n] += g_p * TT[:, :n]
-        if gTT is not None and "TT" in self.internal:
-            g_t["TT"] = gTT * TT
-        if gEE is not None and "EE" in self.internal:
-            g_t["EE"] = gEE * EE
+            g_t["TE"] = g["TE"] * cache["sq"]
+            half = (g_t["TE"] * cache["tTE"]).mul_(0.5)  # d sqrt(TT EE)/d log TT = sqrt(TT EE) / 2, same for EE
+            g_t["TT"][:, :n] += half
+            g_t["EE"][:, :n] += half
         if "PP" in g:
             g_t["PP"] = g["PP"] * cache["PP"]
         g_c = torch.zeros(rows, 4 * self.k, dtype=cache["c_dtype"])
@@ -452,13 +459,19 @@ class _HandDecoder:
         if self.pmap is not None:
             g_z = self.pmap.backward(g_z.to(self.pmap.dtype), cache["p_acts"])
             g_z = g_z * (2 / self.p_span)
-        return g_z.reshape(cache["lead"] + g_z.shape[-1:]).to(cache["in_dtype"])
+        return g_z.reshape(lead + g_z.shape[-1:]).to(cache["in_dtype"])
 
 
 # -- likelihoods ---------------------------------------------------------------------------------------------------
+# dlp/dtheory travels as {field: [(start, tensor (..., n)), ...]}: pieces on multipoles start..start+n, assembled
+# once per field (one concatenation where they tile the spectrum, else zeros plus additions).
 class _HandGaussian:
     """A fixed-covariance Gaussian likelihood ``-|W (d - m)|^2 / 2 + const`` with ``m`` a bandpower prediction
-    (binning, then calibration/subtraction per block) or a plain output (:class:`GaussianLikelihood`)."""
+    (binning, then calibration/subtraction per block) or a plain output (:class:`GaussianLikelihood`).
+
+    In float64, where it is accurate (:func:`_precision_if_accurate`: Planck's covariances), the value and gradient
+    come from one product with the precision matrix ``P = W^T W`` (``g = P r``, ``chi2 = r . g``), half the work of
+    ``w = W r``, ``g = W^T w``; otherwise, and in float32, from ``W`` twice, as the autograd path."""
 
     @classmethod
     def build(cls, lik, data):
@@ -473,119 +486,163 @@ class _HandGaussian:
 
     def __init__(self, lik, data, blocks):
         self.lik, self.data, self.blocks = lik, data, blocks
-        self.W = lik.whitener(data.dtype)
+        dt = data.dtype
+        self.W = lik.whitener(dt)
         self.log_norm = lik.__dict__["_whiteners"]["log_norm"]
+        self.P = _precision_if_accurate(self.W, lik.scale_tril, lik.data) if dt == torch.float64 else None
         self.plan = []
-        if blocks is not None:
-            for b in blocks:
-                ws = [getattr(b, f"weight{j}") for j, (nn_, _) in enumerate(b.groups) if nn_] if b.groups is not None else None
-                post = [("cal", p.names) if type(p) is Calibration else ("sub", p.vector) for p in b.post]
-                self.plan.append((b, ws, post))
+        if blocks is None:
+            return
+        for b in blocks:
+            if b.groups is not None:
+                ncol = b.stop - b.start
+                wflat = torch.zeros(ncol, dtype=dt)
+                bin_of = torch.full((ncol,), b.n_bins, dtype=torch.long)
+                sums, a, k, j = [], 0, 0, 0
+                for n, w in b.groups:
+                    if n:
+                        wflat[a : a + n * w] = getattr(b, f"weight{k}").to(dt).reshape(-1)
+                        bin_of[a : a + n * w] = torch.arange(j, j + n).repeat_interleave(w)
+                        sums.append((a, n, w))
+                        a, k, j = a + n * w, k + 1, j + n
+                    else:
+                        a += w
+                gaps = bool((bin_of == b.n_bins).any())
+                self.plan.append(("tophat", b, (wflat, sums, bin_of, gaps)))
+            else:
+                self.plan.append(("dense", b, b.matrix.to(dt)))
+        posts = [[("cal", p.names) if type(p) is Calibration else ("sub", p.vector.to(dt)) for p in b.post] for b in blocks]
+        kinds = [[(k, v if k == "cal" else None) for k, v in p] for p in posts]
+        # the same bins-stage chain on every block (plik: divide by A_planck^2): applied once to the concatenation
+        self.shared = all(kk == kinds[0] for kk in kinds)
+        if self.shared:
+            self.post = [(k, v if k == "cal" else torch.cat([p[i][1] for p in posts])) for i, (k, v) in enumerate(posts[0])]
+        self.posts = posts
+        self.offsets = [0]
+        for b in blocks:
+            self.offsets.append(self.offsets[-1] + b.n_bins)
+
+    def _bin(self, kind, b, aux, spec):
+        if kind == "dense":
+            return spec[..., b.start : b.stop] @ aux.T
+        wflat, sums, _, _ = aux
+        xw = spec[..., b.start : b.stop] * wflat
+        parts = [xw[..., a : a + n * w].unflatten(-1, (n, w)).sum(-1) for a, n, w in sums]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, -1)
+
+    def _bin_backward(self, kind, b, aux, g):
+        if kind == "dense":
+            return g @ aux
+        wflat, _, bin_of, gaps = aux
+        if gaps:
+            g = torch.cat([g, g.new_zeros(g.shape[:-1] + (1,))], -1)
+        return g[..., bin_of] * wflat
+
+    @staticmethod
+    def _apply(post, y, nuisance):
+        steps = []
+        for kind, arg in post:
+            if kind == "cal":
+                vals = [torch.as_tensor(nuisance[n], dtype=y.dtype) for n in arg]
+                cal = 1.0
+                for v in vals:
+                    cal = cal * v
+                cal = torch.as_tensor(cal)
+                y = y / cal.unsqueeze(-1)
+                steps.append((arg, vals, cal, y))
+            else:
+                y = y - arg
+                steps.append(None)
+        return y, steps
+
+    @staticmethod
+    def _unapply(steps, g, g_nuis):
+        for step in reversed(steps):
+            if step is None:
+                continue
+            names, vals, cal, y = step
+            g_cal = -(g * y).sum(-1) / cal  # y = y_in / cal
+            for j, nme in enumerate(names):
+                others = 1.0
+                for jj, v in enumerate(vals):
+                    if jj != j:
+                        others = others * v
+                _acc_n(g_nuis, nme, g_cal * others)
+            g = g / cal.unsqueeze(-1)
+        return g
 
     def value_and_grad(self, theory, nuisance, g_theory, g_nuis):
-        """``log L (...)``; adds ``dlogL/dtheory`` into ``g_theory`` and ``dlogL/dnuisance`` into ``g_nuis``."""
-        lik = self.lik
+        """``log L (...)``; adds ``dlogL/dtheory`` pieces into ``g_theory`` and ``dlogL/dnuisance`` into ``g_nuis``."""
         if self.blocks is None:
-            key = lik.output
+            key = self.lik.output
             m = theory[key]
-            parts = None
         else:
-            parts, saved = [], []
-            for b, ws, post in self.plan:
-                spec = theory[b.field]
-                if ws is not None:
-                    y = _tophat(spec, b.start, b.groups, [w.to(spec.dtype) for w in ws])
-                else:
-                    y = spec[..., b.start : b.stop] @ b.matrix.to(spec.dtype).T
-                steps = []
-                for kind, arg in post:
-                    if kind == "cal":
-                        vals = [torch.as_tensor(nuisance[n], dtype=y.dtype) for n in arg]
-                        cal = 1.0
-                        for v in vals:
-                            cal = cal * v
-                        cal = torch.as_tensor(cal)
-                        y = y / cal.unsqueeze(-1)
-                        steps.append(("cal", arg, vals, cal, y))
-                    else:
-                        y = y - arg.to(y.dtype)
-                        steps.append(("sub",))
-                parts.append(y)
-                saved.append((y, steps))
-            if len(parts) == 1:
-                m = parts[0]
+            ys = [self._bin(kind, b, aux, theory[b.field]) for kind, b, aux in self.plan]
+            if self.shared:
+                shape = torch.broadcast_shapes(*(y.shape[:-1] for y in ys))
+                m = ys[0] if len(ys) == 1 else torch.cat([y.expand(shape + y.shape[-1:]) for y in ys], dim=-1)
+                m, steps = self._apply(self.post, m, nuisance)
             else:
-                shape = torch.broadcast_shapes(*(p.shape[:-1] for p in parts))
-                m = torch.cat([p.expand(shape + p.shape[-1:]) for p in parts], dim=-1)
-        W = self.W
+                outs = [self._apply(p, y, nuisance) for p, y in zip(self.posts, ys)]
+                shape = torch.broadcast_shapes(*(y.shape[:-1] for y, _ in outs))
+                m = torch.cat([y.expand(shape + y.shape[-1:]) for y, _ in outs], dim=-1)
         r = self.data.to(m.dtype) - m
-        w = r @ W.T
-        val = -0.5 * (w * w).sum(-1) + self.log_norm
-        g_m = _sum_to(w @ W, m.shape)  # dlogL/dm
-        if parts is None:
-            _acc(g_theory, key, g_m, theory[key])
+        if self.P is not None:
+            g_r = r @ self.P
+            val = -0.5 * (r * g_r).sum(-1) + self.log_norm
+        else:
+            w = r @ self.W.T
+            val = -0.5 * (w * w).sum(-1) + self.log_norm
+            g_r = w @ self.W
+        g_m = _sum_to(g_r, m.shape)  # dlogL/dm = -dlogL/dr
+        if self.blocks is None:
+            g_theory.setdefault(key, []).append((0, g_m))
             return val
-        off = 0
-        for (b, ws, post), (y_out, steps) in zip(self.plan, saved):
-            nb = b.n_bins
-            g = _sum_to(g_m[..., off : off + nb], y_out.shape)
-            off += nb
-            for step in reversed(steps):
-                if step[0] == "cal":
-                    _, names, vals, cal, y = step
-                    # y = y_in / cal: d/dcal = -sum(g * y) / cal
-                    g_cal = -(g * y).sum(-1) / cal
-                    for j, nme in enumerate(names):
-                        others = 1.0
-                        for jj, v in enumerate(vals):
-                            if jj != j:
-                                others = others * v
-                        _acc_n(g_nuis, nme, g_cal * others)
-                    g = g / cal.unsqueeze(-1)
-            spec = theory[b.field]
-            gs = g_theory.get(b.field)
-            if gs is None:
-                gs = torch.zeros(g.shape[:-1] + spec.shape[-1:], dtype=g.dtype)
-                g_theory[b.field] = gs
-            elif gs.shape[:-1] != g.shape[:-1]:
-                shape = torch.broadcast_shapes(gs.shape[:-1], g.shape[:-1])
-                gs = gs.expand(shape + gs.shape[-1:]).clone()
-                g_theory[b.field] = gs
-            if ws is not None:
-                _tophat_backward_into(gs, g, b.start, b.groups, ws)
-            else:
-                gs[..., b.start : b.stop] += g @ b.matrix.to(g.dtype)
+        if self.shared:
+            g_m = self._unapply(steps, g_m, g_nuis)
+        for i, (kind, b, aux) in enumerate(self.plan):
+            g = g_m[..., self.offsets[i] : self.offsets[i + 1]]
+            if not self.shared:
+                y, st = outs[i]
+                g = self._unapply(st, _sum_to(g, y.shape), g_nuis)
+            g_theory.setdefault(b.field, []).append((b.start, self._bin_backward(kind, b, aux, g)))
         return val
 
 
-def _tophat(spec, start, groups, weights):
-    """Top-hat binning, the same operations as :class:`~latentinfer.likelihoods.bandpower._TopHat`'s forward."""
-    sums, a, k = [], start, 0
-    for n, w in groups:
-        if n:
-            block = spec[..., a : a + n * w].unflatten(-1, (n, w))
-            sums.append((block * weights[k]).sum(-1))
-            k += 1
-        a += n * w if n else w
-    return torch.cat(sums, dim=-1)
+def _precision_if_accurate(W, L, data, tol=1e-13):
+    """``P = W^T W`` (float64) if ``r . P r`` reproduces ``|W r|^2`` to ``tol`` relative on test residuals, else None.
+
+    The rounding of ``r . P r`` is about ``eps F^2`` relative, that of ``|W r|^2`` about ``eps F``, with
+    ``F = | |W| |r| | / |W r|`` (the cancellation in ``W r``); ``F`` is measured on noise-like residuals ``L xi`` and on
+    the data itself (a signal-like residual: the model at zero), and ``P`` used only where ``eps F^2 <= tol``, so that
+    both backends agree to ~1e-13 (tests ask 1e-10)."""
+    W = W.double()
+    g = torch.Generator().manual_seed(0)
+    rs = torch.cat([(L.double() @ torch.randn(L.shape[0], 8, generator=g, dtype=torch.float64)).T, data.double()[None]])
+    F = ((rs.abs() @ W.abs().T).norm(dim=-1) / (rs @ W.T).norm(dim=-1)).max()
+    if not bool(torch.isfinite(F)) or float(F) ** 2 * torch.finfo(torch.float64).eps > tol:
+        return None
+    return (W.T @ W).contiguous()
 
 
-def _tophat_backward_into(gs, g, start, groups, weights):
-    a, b, k = start, 0, 0
-    for n, w in groups:
-        if n:
-            gs[..., a : a + n * w].unflatten(-1, (n, w)).add_(g[..., b : b + n].unsqueeze(-1) * weights[k].to(g.dtype))
-            b, k = b + n, k + 1
-            a += n * w
-        else:
-            a += w
-
-
-def _acc(store, key, g, like):
-    if key in store:
-        store[key] = store[key] + g
-    else:
-        store[key] = g
+def _assemble(pieces, n, batch, dtype):
+    """One ``(..., n)`` tensor from ``[(start, tensor (..., k)), ...]`` (sums where pieces overlap, zeros in gaps)."""
+    pieces = sorted(pieces, key=lambda p: p[0])
+    shape = torch.broadcast_shapes(batch, *(p.shape[:-1] for _, p in pieces))
+    pos, tiles = 0, True
+    for s, p in pieces:
+        if s != pos:
+            tiles = False
+            break
+        pos += p.shape[-1]
+    if tiles and pos == n:
+        if len(pieces) == 1:
+            return pieces[0][1].expand(shape + (n,)).to(dtype)
+        return torch.cat([p.expand(shape + p.shape[-1:]) for _, p in pieces], -1).to(dtype)
+    out = torch.zeros(shape + (n,), dtype=pieces[0][1].dtype)
+    for s, p in pieces:
+        out[..., s : s + p.shape[-1]] += p
+    return out.to(dtype)
 
 
 def _acc_n(store, key, g):
@@ -602,7 +659,7 @@ def _autograd_likelihood(lik, fast, data, theory, nuisance, g_theory, g_nuis):
         grads = torch.autograd.grad(val.sum(), [th[k] for k in keys_t] + [nu[k] for k in keys_n], allow_unused=True)
     for k, gk in zip(keys_t, grads[: len(keys_t)]):
         if gk is not None:
-            _acc(g_theory, k, gk, None)
+            g_theory.setdefault(k, []).append((0, gk))
     for k, gk in zip(keys_n, grads[len(keys_t):]):
         if gk is not None:
             _acc_n(g_nuis, k, gk)
