@@ -192,6 +192,9 @@ class _Parameters:
             self.nm_const = float(-(self.nm_scale.log() + math.log(math.sqrt(2 * math.pi))).sum())
             self.nm_all_std = bool((self.nm_loc == 0).all() and (self.nm_scale == 1).all())
             self.nm_contig = [r[0] for r in self.normal] == list(range(self.normal[0][0], self.normal[0][0] + len(self.normal)))
+            # over all n parameters, zero where the prior is not normal: no gather/scatter per call
+            self.nm_loc_all = torch.zeros(n, dtype=bd).index_copy_(0, self.nm_idx, self.nm_loc)
+            self.nm_prec_all = torch.zeros(n, dtype=bd).index_copy_(0, self.nm_idx, 1 / self.nm_var)
         self.un_idx = torch.as_tensor([r[0] for r in self.uniform], dtype=torch.long)
         self.un_low, self.un_high = vec(self.uniform, 1), vec(self.uniform, 2)
         if self.uniform:
@@ -208,15 +211,15 @@ class _Parameters:
         else:
             x, dxdu = u, None
         if self.interval:
-            ui = u[..., self.iv_idx]
+            ui = torch.index_select(u, -1, self.iv_idx)
             finfo = torch.finfo(dt)
             s_raw = torch.sigmoid(ui)
             s = torch.clamp(s_raw, min=finfo.tiny, max=1.0 - finfo.eps)  # torch's _clipped_sigmoid
-            x[..., self.iv_idx] = self.iv_loc + self.iv_scale * s
+            x.index_copy_(-1, self.iv_idx, self.iv_loc + self.iv_scale * s)
             clipped = (s_raw < finfo.tiny) | (s_raw > 1.0 - finfo.eps)
-            dxdu[..., self.iv_idx] = torch.where(clipped, torch.zeros_like(s), self.iv_scale * (s_raw * (1 - s_raw)))
+            dxdu.index_copy_(-1, self.iv_idx, torch.where(clipped, torch.zeros_like(s), self.iv_scale * (s_raw * (1 - s_raw))))
             lp = lp + (-F.softplus(-ui) - F.softplus(ui)).sum(-1) + self.iv_logscale
-            g_u[..., self.iv_idx] = 1 - 2 * s_raw  # d/du (-softplus(-u) - softplus(u))
+            g_u.index_copy_(-1, self.iv_idx, 1 - 2 * s_raw)  # d/du (-softplus(-u) - softplus(u))
         for i, t in self.auto_t:
             ui = u[..., i].detach().requires_grad_(True)
             with torch.enable_grad():
@@ -235,9 +238,10 @@ class _Parameters:
                 lp = lp + (-0.5 * (xn * xn)).sum(-1) + self.nm_const
                 g_x[..., a : a + len(self.normal)] = -xn
             else:
-                d = x[..., self.nm_idx] - self.nm_loc
-                lp = lp + (-(d**2) / (2 * self.nm_var)).sum(-1) + self.nm_const
-                g_x[..., self.nm_idx] = -d / self.nm_var
+                d = x - self.nm_loc_all
+                gd = d * self.nm_prec_all  # (x - loc) / var on normal parameters, 0 elsewhere
+                lp = lp + (-0.5 * (gd * d)).sum(-1) + self.nm_const
+                g_x = g_x - gd
         if self.uniform:
             xu = x[..., self.un_idx]
             inside = ((self.un_low <= xu) & (self.un_high > xu)).all(-1)
@@ -536,7 +540,7 @@ class _HandGaussian:
         wflat, _, bin_of, gaps = aux
         if gaps:
             g = torch.cat([g, g.new_zeros(g.shape[:-1] + (1,))], -1)
-        return g[..., bin_of] * wflat
+        return torch.index_select(g, -1, bin_of) * wflat
 
     @staticmethod
     def _apply(post, y, nuisance):
