@@ -501,18 +501,19 @@ class _HandGaussian:
             if b.groups is not None:
                 ncol = b.stop - b.start
                 wflat = torch.zeros(ncol, dtype=dt)
-                bin_of = torch.full((ncol,), b.n_bins, dtype=torch.long)
-                sums, a, k, j = [], 0, 0, 0
+                bin_of = torch.full((ncol,), b.n_bins, dtype=torch.long)  # gap columns: an extra zero bin
+                sums, gaps, a, k, j = [], [], 0, 0, 0
                 for n, w in b.groups:
                     if n:
-                        wflat[a : a + n * w] = getattr(b, f"weight{k}").to(dt).reshape(-1)
+                        wk = getattr(b, f"weight{k}").to(dt)
+                        wflat[a : a + n * w] = wk.reshape(-1)
                         bin_of[a : a + n * w] = torch.arange(j, j + n).repeat_interleave(w)
-                        sums.append((a, n, w))
+                        sums.append((a, n, w, j, wk.contiguous()))
                         a, k, j = a + n * w, k + 1, j + n
                     else:
+                        gaps.append((a, a + w))
                         a += w
-                gaps = bool((bin_of == b.n_bins).any())
-                self.plan.append(("tophat", b, (wflat, sums, bin_of, gaps)))
+                self.plan.append(("tophat", b, (wflat, sums, gaps, ncol, bin_of)))
             else:
                 self.plan.append(("dense", b, b.matrix.to(dt)))
         posts = [[("cal", p.names) if type(p) is Calibration else ("sub", p.vector.to(dt)) for p in b.post] for b in blocks]
@@ -529,18 +530,26 @@ class _HandGaussian:
     def _bin(self, kind, b, aux, spec):
         if kind == "dense":
             return spec[..., b.start : b.stop] @ aux.T
-        wflat, sums, _, _ = aux
+        wflat, sums = aux[:2]
         xw = spec[..., b.start : b.stop] * wflat
-        parts = [xw[..., a : a + n * w].unflatten(-1, (n, w)).sum(-1) for a, n, w in sums]
+        parts = [xw[..., a : a + n * w].unflatten(-1, (n, w)).sum(-1) for a, n, w, _, _ in sums]
         return parts[0] if len(parts) == 1 else torch.cat(parts, -1)
 
     def _bin_backward(self, kind, b, aux, g):
         if kind == "dense":
             return g @ aux
-        wflat, _, bin_of, gaps = aux
-        if gaps:
-            g = torch.cat([g, g.new_zeros(g.shape[:-1] + (1,))], -1)
-        return torch.index_select(g, -1, bin_of) * wflat
+        wflat, sums, gaps, ncol, bin_of = aux
+        if g.numel() <= 4 * g.shape[-1]:  # a few rows: one gather (fewer calls)
+            if gaps:
+                g = torch.cat([g, g.new_zeros(g.shape[:-1] + (1,))], -1)
+            return torch.index_select(g, -1, bin_of) * wflat
+        # many rows: a gather along the last axis is slow; one broadcast product per group of equal-width bins
+        out = torch.empty(g.shape[:-1] + (ncol,), dtype=g.dtype)
+        for a, n, w, j, wk in sums:  # each multipole gets its bin's gradient times its weight, written in place
+            torch.mul(g[..., j : j + n].unsqueeze(-1), wk.to(g.dtype), out=out[..., a : a + n * w].unflatten(-1, (n, w)))
+        for a, e in gaps:
+            out[..., a:e].zero_()
+        return out
 
     @staticmethod
     def _apply(post, y, nuisance):
@@ -631,21 +640,25 @@ def _precision_if_accurate(W, L, data, tol=1e-13):
 
 def _assemble(pieces, n, batch, dtype):
     """One ``(..., n)`` tensor from ``[(start, tensor (..., k)), ...]`` (sums where pieces overlap, zeros in gaps)."""
-    pieces = sorted(pieces, key=lambda p: p[0])
     shape = torch.broadcast_shapes(batch, *(p.shape[:-1] for _, p in pieces))
-    pos, tiles = 0, True
-    for s, p in pieces:
-        if s != pos:
-            tiles = False
-            break
-        pos += p.shape[-1]
-    if tiles and pos == n:
-        if len(pieces) == 1:
-            return pieces[0][1].expand(shape + (n,)).to(dtype)
-        return torch.cat([p.expand(shape + p.shape[-1:]) for _, p in pieces], -1).to(dtype)
-    out = torch.zeros(shape + (n,), dtype=pieces[0][1].dtype)
-    for s, p in pieces:
-        out[..., s : s + p.shape[-1]] += p
+    if len(pieces) == 1 and pieces[0][0] == 0 and pieces[0][1].shape[-1] == n:
+        return pieces[0][1].expand(shape + (n,)).to(dtype)
+    out = torch.empty(shape + (n,), dtype=pieces[0][1].dtype)
+    pos = 0  # [0, pos) is written (pieces in order of their start)
+    for s, p in sorted(pieces, key=lambda p: p[0]):
+        e = s + p.shape[-1]
+        if s > pos:
+            out[..., pos:s].zero_()
+        if s >= pos:
+            out[..., s:e].copy_(p)
+        else:  # overlaps what is written: add there, copy the rest
+            ov = min(e, pos)
+            out[..., s:ov] += p[..., : ov - s]
+            if e > pos:
+                out[..., pos:e].copy_(p[..., pos - s :])
+        pos = max(pos, e)
+    if pos < n:
+        out[..., pos:n].zero_()
     return out.to(dtype)
 
 

@@ -94,7 +94,9 @@ def _abs_bound(ld64: LogDensity, u: torch.Tensor) -> tuple[torch.Tensor, torch.T
                 g_abs = g_abs / cal.abs().unsqueeze(-1)
             for i, (kind, b, aux) in enumerate(hand.plan):
                 g = g_abs[..., hand.offsets[i] : hand.offsets[i + 1]]
-                pieces.setdefault(b.field, []).append((b.start, hand._bin_backward(kind, b, (aux[0].abs(),) + aux[1:], g)))
+                wflat, sums, gaps, ncol, bin_of = aux
+                abs_aux = (wflat.abs(), [(a, n, w, j, wk.abs()) for a, n, w, j, wk in sums], gaps, ncol, bin_of)
+                pieces.setdefault(b.field, []).append((b.start, hand._bin_backward(kind, b, abs_aux, g)))
         # the decoder's backward with |matrices| and |derivatives| (SiLU' <= 1.1, tanh' <= 1)
         ad = copy.copy(dec)
         ad.WT = {s: w.abs() for s, w in dec.WT.items()}
