@@ -3,6 +3,7 @@
 - the shipped Planck latent program (standard-normal latents, the A_planck prior and calibration, plik_lite TTTEEE
   and low-ell TT) at batch shapes (), (1,), (64,), with data sets as a batch dimension, in float64 and float32; the
   physical program (interval transforms and their log-Jacobians, uniform and truncated-normal priors, PhysicalMap);
+  SPT-3G, Planck and ACT lensing (window binning, several calibration nuisances, PP, a subtracted vector);
 - pieces the hand-written path does not know run through autograd, and are recorded as such in ``paths``;
 - ChEES with the same seed gives the same draws under both backends;
 - a backward with one wrong sign fails the same comparison (the tolerances are tight enough to see it).
@@ -168,6 +169,15 @@ def test_physical_program_transforms_and_physical_map(physical):
         u = _points(physical, shape, seed=5, scale=0.5)
         _compare(physical, u, torch.float64)
     _compare(physical, _points(physical, (8,), seed=6, scale=0.5), torch.float32)
+
+
+@pytest.mark.parametrize("lik", ["spt3g-2018-ttteee", "planck2018-lensing", "act-dr6-lensing"])
+def test_other_shipped_likelihoods(lik):
+    """Window-function (dense) binning, calibration by several nuisances, the PP spectrum, a subtracted vector."""
+    an = build_analysis(validate_config({"model": "cmb-lcdm", "space": "latent", "likelihoods": [lik]}))
+    assert set(LogDensity(an).paths.values()) == {"handwritten"}
+    draws = an.sample_prior(8, seed=0)
+    _compare(an, an.unconstrain({k: draws[k] for k in an.parameter_names}).detach(), torch.float64)
 
 
 def test_uncovered_pieces_fall_back_to_autograd():
