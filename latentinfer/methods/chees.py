@@ -492,7 +492,7 @@ class ChEESMethod(Method):
         stats = {k: res[k][0] for k in ("diverging", "acceptance_rate", "n_steps", "energy")}
         stats["step_size"] = np.full(stats["n_steps"].shape, float(res["step_size"][0]))
         extra = {"warmup_iterations": int(res["warmup_iterations"]), "adapted": bool(res["adapted"]),
-                 "trajectory_length": float(res["trajectory_length"][0])}
+                 "trajectory_length": float(res["trajectory_length"][0]), "gradient_backend": ld.describe_backend()}
         if res["resumed_at"] >= 0:
             extra["resumed_at"] = [int(res["resumed_at"])]
         ld64 = ld if ld.dtype == analysis.dtype else LogDensity(analysis)
@@ -576,5 +576,6 @@ def sample_groups(analysis, data, *, chains: int = 4, warmup: int = 1000, draws:
     res["log_target"] = log_target_at(res["constrained"])
     res["names"] = list(ld.names)
     res["laplace_ok"] = ok.numpy()
+    res["gradient_backend"] = ld.describe_backend()
     res["log_target_at"] = log_target_at
     return res

@@ -14,6 +14,13 @@ the same number (tested equal to float rounding, float64) from pieces built once
 Leading batch dimensions of ``u`` are chains; ``data={likelihood: (..., n_data)}`` puts data sets on a batch
 dimension too (coverage studies run many data sets through one batched sampler). ``dtype=torch.float32`` runs the
 forward model and likelihoods in single precision (priors and transforms stay in the analysis' precision).
+
+:meth:`LogDensity.value_and_grad` has two backends: ``"handwritten"`` (default; :mod:`.handwritten`: the same
+forward pass without an autograd graph and the chain rule written out: ~2x faster at batch 1, ~1.25x at batch 64,
+where the matrix products dominate) and ``"autograd"``.
+The hand-written one covers the priors, interval transforms, the truncated IVE decoder (with or without the physical
+map) and fixed-Gaussian bandpower likelihoods; any other piece goes through autograd on its own, and
+:attr:`LogDensity.paths` records which path each piece takes.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import torch
 
 from ..errors import DataError, LatentInferError
 from ..priors import fixed_value, is_fixed, to_distribution
+from .handwritten import HandwrittenVG
 
 __all__ = ["LogDensity"]
 
@@ -41,9 +49,19 @@ class LogDensity:
         forward model and each likelihood's distribution, without the Pyro trace (a reference path).
     data : mapping, optional
         ``{likelihood name: (..., n_data)}`` data to use instead of each likelihood's observed data.
+    backend : {"handwritten", "autograd"}
+        How :meth:`value_and_grad` differentiates: ``"handwritten"`` (default) uses the graph-free chain rule of
+        :class:`~latentinfer.program.handwritten.HandwrittenVG` for every piece it covers and autograd for the rest
+        (needs ``fused``; with ``fused=False`` everything is autograd); ``"autograd"``: one autograd pass through
+        :meth:`__call__`. :attr:`paths` says which path each piece (parameters, forward, each likelihood) takes.
     """
 
-    def __init__(self, analysis, *, dtype: torch.dtype | None = None, fused: bool = True, data: Mapping[str, torch.Tensor] | None = None):
+    BACKENDS = ("handwritten", "autograd")
+
+    def __init__(self, analysis, *, dtype: torch.dtype | None = None, fused: bool = True, data: Mapping[str, torch.Tensor] | None = None,
+                 backend: str = "handwritten"):
+        if backend not in self.BACKENDS:
+            raise LatentInferError(f"LogDensity: backend must be one of {', '.join(self.BACKENDS)}, got {backend!r}")
         self.analysis = analysis
         self.base_dtype = analysis.dtype
         self.dtype = dtype or analysis.dtype
@@ -120,6 +138,22 @@ class LogDensity:
             unknown = set(data) - {lik.name for lik in liks}
             if unknown:
                 raise LatentInferError(f"LogDensity: unknown likelihood(s) {sorted(unknown)} in data")
+        self._hand = None
+        if backend == "handwritten" and self.fused:
+            self._hand = HandwrittenVG(self)
+        self.backend = "handwritten" if self._hand is not None else "autograd"
+        if self._hand is not None:
+            self.paths = dict(self._hand.paths)
+        else:
+            self.paths = {"parameters": "autograd", "forward": "autograd", **{f"likelihood:{lik.name}": "autograd" for lik in liks}}
+
+    def describe_backend(self) -> str:
+        """One line for run records: ``"handwritten"``, ``"autograd"``, or ``"handwritten (autograd: PIECES)"``."""
+        auto = [k for k, v in self.paths.items() if v != "handwritten"]
+        if self.backend == "autograd" or not auto:
+            return self.backend
+        names = ["some parameters" if k == "parameters" and self.paths[k] != "autograd" else k for k in auto]
+        return f"handwritten (autograd: {', '.join(names)})"
 
     # -- pieces ------------------------------------------------------------------------------------------------
     def constrain(self, u: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -183,7 +217,15 @@ class LogDensity:
         return self.log_joint(xs, u.shape[:-1]) + logdet
 
     def value_and_grad(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(log density (...), gradient (..., n))`` at ``u``, detached."""
+        """``(log density (...), gradient (..., n))`` at ``u``, detached (by :attr:`backend`, see :attr:`paths`)."""
+        if self._hand is not None:
+            u = torch.as_tensor(u, dtype=self.base_dtype)
+            if u.shape[-1] != self.n:
+                raise LatentInferError(f"LogDensity: u needs {self.n} values {self.names} in its last axis, got shape {tuple(u.shape)}")
+            return self._hand(u)
+        return self._autograd_value_and_grad(u)
+
+    def _autograd_value_and_grad(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         u = torch.as_tensor(u, dtype=self.base_dtype).detach().requires_grad_(True)
         with torch.enable_grad():
             lp = self(u)
