@@ -22,14 +22,14 @@ def test_example_configs_validate(path):
     from latentinfer.config import load_config
 
     cfg = load_config(path)
-    assert cfg["model"] in ("cmb-lcdm", "cmb-ede") and cfg["report"] is True
+    assert cfg["model"] in ("cmb-lcdm", "cmb-ede", "cmb-ede-ive") and cfg["report"] is True
     names = {item["name"] for item in cfg["likelihoods"]}
     assert names <= {"planck2018-plik-lite", "planck2018-lowl-tt", "spt3g-2018-ttteee"}
     if cfg["space"] == "physical":
         assert cfg["priors"]["tau"] == {"normal": [0.0506, 0.0086]}  # lowE alone
 
 
-@pytest.mark.parametrize("script", ["planck_vs_spt.sh", "lcdm_vs_ede.sh", "coverage_planck.sh"])
+@pytest.mark.parametrize("script", ["planck_vs_spt.sh", "lcdm_vs_ede.sh", "coverage_planck.sh", "ede_latent.sh"])
 def test_example_scripts_parse_and_name_existing_configs(script):
     subprocess.run(["bash", "-n", str(EXAMPLES / script)], check=True)
     text = (EXAMPLES / script).read_text()
@@ -54,3 +54,31 @@ def test_compare_planck2018_prints_shifts(tmp_path, capsys):
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("H0"))
     assert abs(float(line.split()[-2]) - 2.0) < 0.3
     assert cmp.main([str(tmp_path / "missing")]) == 2
+
+
+@pytest.mark.parametrize("f_mean,latent_mean,same", [(0.03, -0.1, True), (0.12, -0.1, False), (0.03, 1.5, False),
+                                                     (0.12, 1.5, True)])
+def test_ede_latent_story_compares_the_two_readings(tmp_path, capsys, f_mean, latent_mean, same):
+    """examples/ede_latent_story.py puts the latent reading and f_EDE in the same terms and says whether they agree;
+    built to disagree in two of the four cases."""
+    from latentinfer.bundle.references import reference_readings
+    from latentinfer.posterior import Posterior
+    from latentinfer.runner import write_run
+
+    sys.path.insert(0, str(EXAMPLES))
+    import ede_latent_story as story
+
+    rng = np.random.default_rng(1)
+    card = {"latent_names": ["z6"], "latent_references": {"LCDM": {"parameter": "fde_zc",
+                                                                   "latents": {"z6": {"median": -0.18, "sd": 0.09}}}}}
+    z6 = rng.normal(latent_mean, 0.5, size=(2, 2000))
+    lat = Posterior.from_arrays({"z6": z6})
+    write_run(lat, {"model": "cmb-ede-ive", "space": "latent"}, tmp_path / "latent", wall=0.0,
+              extra={"latent_references": reference_readings(card, {"z6": z6})})
+    phys = Posterior.from_arrays({"fde_zc": np.abs(rng.normal(f_mean, 0.03, size=(2, 2000)))})
+    write_run(phys, {"model": "cmb-ede", "space": "physical"}, tmp_path / "physical", wall=0.0)
+    assert story.main(str(tmp_path / "latent"), str(tmp_path / "physical")) == 0
+    out = capsys.readouterr().out
+    assert ("same story: yes" in out) == same and ("same story: NO" in out) == (not same)
+    write_run(lat, {"model": "cmb-lcdm", "space": "latent"}, tmp_path / "plain", wall=0.0)
+    assert story.main(str(tmp_path / "plain"), str(tmp_path / "physical")) == 2
