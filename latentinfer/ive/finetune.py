@@ -38,7 +38,7 @@ from ..grid import SPECTRA
 from ..simulate.design import parse_box, parse_rows, sobol_design
 from .data import Corpus
 
-__all__ = ["InitBundle", "load_init", "held_out_rows"]
+__all__ = ["InitBundle", "load_init", "held_out_rows", "check_replay", "replay_rows"]
 
 _ARCH_KEYS = ("latent_dim", "n_pca", "encoder_pca", "encoder_hidden", "decoder_hidden", "physical_hidden", "activation")
 
@@ -110,6 +110,9 @@ def check_replay(cfg) -> None:
     simulate`` takes them) and a box of [low, high] per parameter; they need ``init_from``."""
     if (cfg.init_replay or cfg.init_replay_box) and not cfg.init_from:
         raise ConfigError("train config: key 'init_replay' needs init_from (its rows are emulated by that bundle)")
+    if cfg.init_replay and not cfg.decoder_first:
+        raise ConfigError("train config: key 'init_replay' needs decoder_first: true (replay rows train the decoder "
+                          "and the map, not the encoder)")
     for name, r in cfg.init_replay.items():
         if not isinstance(r, dict) or not {"model", "n", "seed"} <= set(r) or not set(r) <= {"model", "n", "seed", "rows", "box"}:
             raise ConfigError(f"train config: key 'init_replay': '{name}' must map to {{model, n, seed[, rows, box]}}, got {r!r}")

@@ -140,7 +140,7 @@ def test_replay_rows_are_emulated_by_the_source_and_train_only(source):
                 init_replay_box={"H0": [63.5, 69.0]}, max_epochs=2)
     if not cfg0.get("decoder_first"):
         with pytest.raises(ConfigError, match="decoder_first"):
-            train_ive(prepare(TrainConfig(**_finetune_cfg(source, **over)), verbose=False), TrainConfig(**_finetune_cfg(source, **over)))
+            TrainConfig(**_finetune_cfg(source, **over))
         return
     cfg = TrainConfig(**_finetune_cfg(source, **over))
     prep = prepare(cfg, verbose=False)
@@ -155,7 +155,7 @@ def test_replay_rows_are_emulated_by_the_source_and_train_only(source):
     emu = load_model(src).emulate(dict(zip(test.names, P.T)))
     for s in emu:
         np.testing.assert_array_equal(prep.train.D[s][-n:], emu[s])
-    model, info = train_ive(prep, cfg)
+    _, info = train_ive(prep, cfg)
     assert np.isfinite([h["val"] for h in info["history"]]).all()
     assert info["decoder_start_val_chi2"] >= info["decoder_best_val_chi2"]
 
