@@ -49,7 +49,8 @@ class TrainConfig:
     :mod:`latentinfer.simulate.recipes`): ``latentinfer simulate --config`` remakes the missing ones.
     ``prior_box``: parameter -> [low, high], the bundle's default physical priors where they are narrower than the
     training box (the union of the corpus files' boxes), so that training rows past the prior edge keep the emulator
-    from being at its own edge there; every held-out test row must lie inside it (accuracy is measured on the prior).
+    from being at its own edge there; every held-out test row must lie inside it (accuracy is measured on the prior),
+    and so does every validation row (early stopping and the error covariance on the prior; rows past it all train).
     ``mode: unsupervised`` (:mod:`latentinfer.ive.unsupervised`): no parameter supervision and no change of basis
     (``latent_basis: none``, raw encoder latents); ``spectra`` the outputs the loss and the encoder see (e.g. ``[TT]``);
     ``kl_scale``: ``per_output`` puts beta on the loss per output in noise units (chi2 / n_out + beta KL), the same for
