@@ -84,9 +84,12 @@ class IVEForwardModel(ForwardModel):
         return list(self._names)
 
     def physical(self) -> PhysicalForwardModel:
-        """A forward model whose inputs are the physical parameters, with uniform default priors over the corpus box."""
+        """A forward model whose inputs are the physical parameters, bounded by the corpus box, with the card's
+        ``priors`` as default priors (uniform over the box where the card names none: narrower where the training rows
+        go past the prior edge, ``TrainConfig.prior_box``)."""
         bounds = {n: (float(lo), float(hi)) for n, lo, hi in zip(self._names, *self._box)}
-        priors = {n: {"uniform": list(b)} for n, b in bounds.items()}
+        card_priors = self.meta.get("card", {}).get("priors") or {}
+        priors = {n: card_priors.get(n) or {"uniform": list(b)} for n, b in bounds.items()}
         fm = PhysicalForwardModel(torch.nn.Sequential(self.physical_map, self.module), self._names,
                                   default_priors=priors, bounds=bounds, meta={**self.meta, "space": "physical"})
         fm.error_cov = self._error_cov_physical

@@ -125,7 +125,9 @@ class Encoder(torch.nn.Module):
         c = c.reshape(*c.shape[:-1], 4, self.k)[..., : self.k_in].reshape(*c.shape[:-1], 4 * self.k_in)
         mu, logvar = self.net(c).chunk(2, dim=-1)
         var = torch.exp(logvar) @ (self.z_unmix ** 2).T
-        return (mu - self.z_shift) @ self.z_unmix.T, torch.log(var)
+        # a variance below the dtype's smallest normal (exp underflows at beta ~ 1e-5 for some rows) is held there: its
+        # log would be -inf and the KL term NaN, which ended every stage of a fine-tune's encoder at its first batch
+        return (mu - self.z_shift) @ self.z_unmix.T, torch.log(var.clamp_min(torch.finfo(var.dtype).tiny))
 
 
 class Decoder(torch.nn.Module):

@@ -49,7 +49,8 @@ class TrainConfig:
     :mod:`latentinfer.simulate.recipes`): ``latentinfer simulate --config`` remakes the missing ones.
     ``prior_box``: parameter -> [low, high], the bundle's default physical priors where they are narrower than the
     training box (the union of the corpus files' boxes), so that training rows past the prior edge keep the emulator
-    from being at its own edge there; every held-out test row must lie inside it (accuracy is measured on the prior).
+    from being at its own edge there; every held-out test row must lie inside it (accuracy is measured on the prior),
+    and so does every validation row (early stopping and the error covariance on the prior; rows past it all train).
     ``mode: unsupervised`` (:mod:`latentinfer.ive.unsupervised`): no parameter supervision and no change of basis
     (``latent_basis: none``, raw encoder latents); ``spectra`` the outputs the loss and the encoder see (e.g. ``[TT]``);
     ``kl_scale``: ``per_output`` puts beta on the loss per output in noise units (chi2 / n_out + beta KL), the same for
@@ -59,6 +60,14 @@ class TrainConfig:
     KL, no sampling) for up to that many epochs (``polish_minutes`` of wall clock), through the same learning-rate
     stages: the latents keep what the VAE discovered, and the decoder gets back the accuracy that the KL term's noise
     on the latents cost it.
+    ``init_from``: a bundle folder or model name to fine-tune (:mod:`latentinfer.ive.finetune`): training starts from
+    its weights and keeps its normaliser, PCA expansion, latent basis and held-out rows (its ``validation.npz``; every
+    corpus row equal to one of them is left out); the architecture keys must equal the bundle's; ``test_from`` must
+    be empty and ``max_epochs: 0`` is allowed (the bundle itself, rewritten). Supervised mode only. ``init_replay``:
+    Sobol design recipes (``{label: {model, n, seed[, rows, box]}}``, ``latentinfer simulate``'s arguments) whose rows,
+    with spectra emulated by the ``init_from`` bundle rather than CAMB, join the training rows only (rehearsal: they
+    hold the bundle where the rows that trained it are not at hand); ``init_replay_box`` (parameter -> [low, high])
+    keeps only those inside it (e.g. away from where the bundle is wrong).
     """
 
     corpus: list[str]
@@ -96,6 +105,9 @@ class TrainConfig:
     kl_scale: Literal["auto", "total", "per_output"] = "auto"
     polish_epochs: int = 0
     polish_minutes: float = 10.0
+    init_from: str = ""
+    init_replay: dict = field(default_factory=dict)
+    init_replay_box: dict = field(default_factory=dict)
     seed: int = 0
     threads: int = 1
     progress: bool = True
@@ -108,7 +120,7 @@ class TrainConfig:
         checks = {
             "latent_dim": self.latent_dim >= 1, "n_pca": 1 <= self.n_pca <= 512, "encoder_pca": 1 <= self.encoder_pca, "beta": self.beta >= 0,
             "beta_start": 0 <= self.beta_start <= max(self.beta, 0), "patience": self.patience >= 1,
-            "max_epochs": self.max_epochs >= 1, "val_fraction": 0 < self.val_fraction < 0.5,
+            "max_epochs": self.max_epochs >= (0 if self.init_from else 1), "val_fraction": 0 < self.val_fraction < 0.5,
             "n_test": self.n_test >= 0, "lr_stages": len(self.lr_stages) >= 1 and all(x > 0 for x in self.lr_stages),
             "batch_stages": len(self.batch_stages) == len(self.lr_stages) and all(b >= 1 for b in self.batch_stages),
             "corpus": len(self.corpus) >= 1, "error_rank": self.error_rank >= 1, "threads": self.threads >= 1, "joint_physical": self.joint_physical >= 0 and (self.joint_physical > 0 or not self.decoder_first),
@@ -119,6 +131,14 @@ class TrainConfig:
         for key, ok in checks.items():
             if not ok:
                 raise ConfigError(f"train config: key '{key}' has an invalid value {getattr(self, key)!r}")
+        if self.init_from and self.mode != "supervised":
+            raise ConfigError("train config: key 'init_from': fine-tuning needs mode: supervised")
+        if self.init_from and any(self.test_from):
+            raise ConfigError(f"train config: key 'test_from' {self.test_from!r}: with init_from the held-out rows are the "
+                              "bundle's own (its validation.npz); leave test_from out")
+        from .finetune import check_replay
+
+        check_replay(self)
         from .unsupervised import check_mode  # same station; unsupervised imports this module
 
         check_mode(self)

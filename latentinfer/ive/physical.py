@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from .config import TrainConfig
 from ..bundle.nets import PhysicalMap
 from .model import IVE
-from .train import NoiseChi2, Prepared, Split, _theta, staged_fit, torch_threads
+from .train import NoiseChi2, Prepared, Split, _theta, n_replay, staged_fit, torch_threads
 
 __all__ = ["PhysicalMap", "train_physical", "evaluate_physical"]
 
@@ -43,21 +43,27 @@ def _train_physical(prep: Prepared, model: IVE, cfg: TrainConfig, init: Physical
     pmap = PhysicalMap(c.box_low, c.box_high, cfg.latent_dim, cfg.physical_hidden, cfg.activation)
     if init is not None:
         pmap.load_state_dict(init.state_dict())
+    elif prep.init is not None:  # fine-tune: the source bundle's map, its box included
+        pmap.load_state_dict(prep.init.physical)
+        init = pmap
     for p in model.parameters():
         p.requires_grad_(False)
     loss_fn = NoiseChi2(prep.G, cfg.n_pca)
     tr, th = prep.train, _theta(prep.train)
     with torch.no_grad():
         z_tr, _ = model.encoder(tr.c)
+    # the latent-MSE term only on CAMB rows: replay rows (init_replay, the last ones) are not the encoder's inputs
+    w_mse = torch.ones(len(tr))
+    w_mse[len(tr) - n_replay(prep):] = 0.0
     params = list(pmap.parameters())
     opt = torch.optim.Adam(params, lr=cfg.lr_stages[0])  # one optimiser for both phases
-    t0, epoch, history, capped = time.time(), 0, [], []
+    t0, epoch, history, capped, start = time.time(), 0, [], [], None
     budget = 60 * cfg.physical_max_minutes
     bar = tqdm(total=cfg.max_epochs, desc=f"physical map {cfg.name}", disable=not cfg.progress, mininterval=2.0)
 
     def step(idx, phase):
         z = pmap(th[idx])
-        mse = ((z - z_tr[idx]) ** 2).sum(-1)
+        mse = ((z - z_tr[idx]) ** 2).sum(-1) * w_mse[idx]
         if phase == 1:
             return mse.mean()
         return (loss_fn(model.decoder.coefficients(z), tr.c[idx], tr.b[idx], tr.const[idx]) + 1e-3 * mse).mean()
@@ -70,6 +76,7 @@ def _train_physical(prep: Prepared, model: IVE, cfg: TrainConfig, init: Physical
     # phase 1 (latent MSE) gets a quarter of the budget, phase 2 (through the decoder) the rest
     for phase, frac in ((1, 0.25), (2, 1.0)) if init is None else ((2, 1.0),):
         best = np.inf if init is None else float(validate_chi2())
+        start = best
         best, epoch = staged_fit(params, lambda idx, _, ph=phase: step(idx, ph), validate_mse if phase == 1 else validate_chi2,
                                   len(tr), cfg, gen, t0 + frac * budget, history, f"physical map phase {phase}",
                                   epoch=epoch, max_epochs=2 * cfg.max_epochs, best=best, opt=opt, bar=bar,
@@ -78,4 +85,4 @@ def _train_physical(prep: Prepared, model: IVE, cfg: TrainConfig, init: Physical
     for p in model.parameters():
         p.requires_grad_(True)
     return pmap, {"epochs": epoch, "seconds": time.time() - t0, "best_val_chi2": best, "history": history,
-                  "time_capped": capped}
+                  "time_capped": capped, "start_val_chi2": start}

@@ -20,6 +20,7 @@ from ..io import atomic_write_bytes, read_file, sha256_file, to_jsonable, versio
 from .accuracy import GOAL, bundle_accuracy, check_accuracy, run_accuracy
 from .basis import set_latent_basis
 from ..bundle.ive import write_ive_bundle
+from ..bundle.nets import PhysicalMap
 from ..grid import UNITS
 from .config import TrainConfig
 from .data import ELL_MAX, ELL_MIN, SPECTRA
@@ -69,6 +70,32 @@ def emulate_split(model, pmap, sp: Split) -> dict[str, np.ndarray]:
         {s: x.double() for s, x in model.decoder.standardised(z).items()}).items()}
 
 
+@torch.no_grad()
+def _finetune_card(card: dict, cfg: TrainConfig, prep: Prepared, pmap) -> None:
+    """A fine-tune's card: its source (name, folder, weights' sha256), the rows it used and left out, the source's
+    latent labels (same basis), and how far the physical map's latents moved on the training rows."""
+    src = prep.init
+    old = PhysicalMap(np.zeros(len(src.physical["low"])), np.ones(len(src.physical["low"])), cfg.latent_dim,
+                      cfg.physical_hidden, cfg.activation)
+    old.load_state_dict(src.physical)
+    th = torch.as_tensor(prep.train.corpus.params, dtype=torch.float32)
+    dz = (pmap(th) - old(th)).double()
+    card["training"]["init_from"] = {
+        **src.record(cfg.init_from),
+        "kept": "normaliser, PCA expansion, latent basis (z_shift, z_mix, z_unmix) and held-out rows of the source",
+        "held_out_rows_left_out": dict(zip(cfg.corpus, prep.dropped)),
+        **({"replay": prep.replay} if prep.replay else {}),
+        "latent_shift_rms": dz.pow(2).mean(0).sqrt().tolist(),
+        "latent_shift_note": "rms over the training rows of the physical map's latents, fine-tuned minus source "
+                             "(latents have unit variance over the source's training rows)"}
+    for key in ("latent_labels", "latent_labels_provenance"):
+        if key in src.card:
+            card[key] = src.card[key]
+    if "latent_labels_provenance" in card:
+        card["latent_labels_provenance"] = {**card["latent_labels_provenance"],
+                                            "computed_on": "the init_from bundle (same latent basis)"}
+
+
 def run_training(cfg: TrainConfig, out: str | Path | None, verbose: bool = True) -> dict:
     """Train and (if ``out``) write a bundle. Returns the card-like summary (accuracy, timings)."""
     with torch_threads(cfg.threads):
@@ -92,8 +119,11 @@ def _run_training(cfg: TrainConfig, out: str | Path | None, verbose: bool) -> di
         model, info = train_ive(prep, cfg)
     pmap, pinfo = train_physical(prep, model, cfg, init=info.pop("physical_map", None))
     model.eval(); pmap.eval()
-    basis = dict(RAW_BASIS) if unsup else set_latent_basis(model, pmap, prep.train, NoiseChi2(prep.G, cfg.n_pca),
-                                                            cfg.latent_basis, cfg.seed)
+    if prep.init is not None:  # fine-tune: the source's latent basis, untouched (the latents keep their meaning)
+        basis = {**prep.init.card.get("latent_basis", {}), "kept_from": "init_from (not refitted by the fine-tune)"}
+    else:
+        basis = dict(RAW_BASIS) if unsup else set_latent_basis(model, pmap, prep.train, NoiseChi2(prep.G, cfg.n_pca),
+                                                                cfg.latent_basis, cfg.seed)
     # emulator error from the early-stopping validation rows, accuracy on the held-out test rows
     val_dec, val_emu = decode_split(model, prep.val), emulate_split(model, pmap, prep.val)
     errcov = {"latent": fit_error_cov({s: val_dec[s] - prep.val.D[s] for s in SPECTRA}, cfg.error_rank),
@@ -142,7 +172,9 @@ def _run_training(cfg: TrainConfig, out: str | Path | None, verbose: bool) -> di
                      "epochs": info["epochs"], "seconds": info["seconds"], "best_val_chi2": info["best_val_chi2"],
                      "physical_epochs": pinfo["epochs"], "physical_seconds": pinfo["seconds"],
                      "physical_best_val_chi2": pinfo["best_val_chi2"], "prepare_seconds": t_prep,
-                     **{k: info[k] for k in ("decoder_epochs", "decoder_best_val_chi2", "vae_val_chi2", "polish") if k in info},
+                     **({"physical_start_val_chi2": pinfo["start_val_chi2"]} if prep.init is not None else {}),
+                     **{k: info[k] for k in ("decoder_epochs", "decoder_best_val_chi2", "start_val_chi2",
+                                             "decoder_start_val_chi2", "vae_val_chi2", "polish") if k in info},
                      "total_seconds": seconds, "threads": cfg.threads,
                      # parts the wall clock (max_minutes) cut short: those do not retrain bit for bit
                      "time_capped": capped, "bit_reproducible": not capped,
@@ -154,6 +186,8 @@ def _run_training(cfg: TrainConfig, out: str | Path | None, verbose: bool) -> di
         "accuracy": None if acc is None else _accuracy_card(acc),
         "versions": versions(),
     }
+    if prep.init is not None:
+        _finetune_card(card, cfg, prep, pmap)
     card = to_jsonable(card)
     if out is not None:
         out = Path(out)

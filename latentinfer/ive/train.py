@@ -27,7 +27,7 @@ from .model import IVE, fit_pca
 from .noise import knox_sigma
 from ..errors import ConfigError, DataError
 
-__all__ = ["Prepared", "Split", "prepare", "NoiseChi2", "train_ive", "kl_divergence", "torch_threads"]
+__all__ = ["Prepared", "Split", "prepare", "NoiseChi2", "train_ive", "kl_divergence", "torch_threads", "n_replay"]
 
 
 @contextlib.contextmanager
@@ -75,6 +75,9 @@ class Prepared:
     sigma: dict[str, np.ndarray]  # noise standard deviation (D-units), (n,)
     G: torch.Tensor  # (4, k, k) whitened weighted Gram matrices
     k: int
+    init: object = None  # the source bundle of a fine-tune (latentinfer.ive.finetune.InitBundle), else None
+    dropped: list | None = None  # fine-tune: per corpus file, rows left out as equal to the source's held-out rows
+    replay: dict | None = None  # fine-tune: what init_replay added (latentinfer.ive.finetune.replay_rows)
 
 
 def _split_rows(cfg: TrainConfig, sizes: list[int], rng: np.random.Generator) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -122,13 +125,33 @@ def prepare(cfg: TrainConfig, verbose: bool = True) -> Prepared:
 
 def _prepare(cfg: TrainConfig, verbose: bool) -> Prepared:
     rng = np.random.default_rng(cfg.seed)
+    init, dropped = None, None
+    if cfg.init_from:
+        from .finetune import load_init
+
+        init = load_init(cfg)
     parts = [load_corpus(p, verbose=verbose) for p in cfg.corpus]
-    tests, rests = _split_rows(cfg, [len(p) for p in parts], rng)
-    _check_prior_box(cfg, parts, tests)
-    # the test rows' box (validation.npz, accuracy by parameter): that of the files they come from, within prior_box
-    held = [(p, i) for p, i in zip(parts, tests) if len(i)] or list(zip(parts, tests))
-    test = concat_corpora([p.take(i) for p, i in held])
-    test.box_low, test.box_high = prior_ranges(cfg, test)
+    if init is None:
+        tests, rests = _split_rows(cfg, [len(p) for p in parts], rng)
+        _check_prior_box(cfg, parts, tests)
+        # the test rows' box (validation.npz, accuracy by parameter): that of the files they come from, within prior_box
+        held = [(p, i) for p, i in zip(parts, tests) if len(i)] or list(zip(parts, tests))
+        test = concat_corpora([p.take(i) for p, i in held])
+        test.box_low, test.box_high = prior_ranges(cfg, test)
+    else:  # fine-tune: the source bundle's held-out rows stay held out, and nothing equal to them trains
+        from .finetune import held_out_rows
+
+        test = load_corpus(init.folder / "validation.npz", verbose=verbose)
+        for path, p in zip(cfg.corpus, parts):
+            if p.names != test.names or not np.array_equal(p.ell, test.ell):
+                raise DataError(f"{path}: parameters or ell grid differ from those of the init_from bundle's "
+                                f"validation.npz ({', '.join(test.names)})")
+        masks = [held_out_rows(p.params, test.params) for p in parts]
+        rests = [np.flatnonzero(~m) for m in masks]
+        dropped = [int(m.sum()) for m in masks]
+        if verbose:
+            print(f"fine-tune from {init.folder}: {len(test)} held-out rows (its validation.npz); left out of training: "
+                  + ", ".join(f"{n} of {path}" for n, path in zip(dropped, cfg.corpus)))
     rest = [p.take(i) for p, i in zip(parts, rests)]
     if cfg.lcdm_as_ede:  # its own stream: the test and training rows of the EDE files do not move
         rng_embed = np.random.default_rng([cfg.seed, 1])
@@ -138,8 +161,12 @@ def _prepare(cfg: TrainConfig, verbose: bool) -> Prepared:
         rest += lcdm
     rest = concat_corpora(rest)
     perm = rng.permutation(len(rest))
-    n_val = max(1, int(round(cfg.val_fraction * len(rest))))
-    val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+    if cfg.prior_box:  # early stopping (and the error covariance) on the prior; every row past its edge trains
+        lo, hi = prior_ranges(cfg, rest)
+        perm = perm[((rest.params >= lo) & (rest.params <= hi)).all(1)[perm]]
+    n_val = max(1, int(round(cfg.val_fraction * len(perm))))
+    val_idx = np.sort(perm[:n_val])
+    train_idx = np.setdiff1d(np.arange(len(rest)), val_idx)
     if cfg.n_train:
         train_idx = np.sort(rng.permutation(train_idx)[: cfg.n_train])
     train, val = rest.take(train_idx), rest.take(val_idx)
@@ -147,9 +174,21 @@ def _prepare(cfg: TrainConfig, verbose: bool) -> Prepared:
         print(f"rows: {len(train)} training, {len(val)} validation (early stopping), {len(test)} held-out test")
 
     D_train = full_spectra(train)
-    norm = Normaliser.fit(D_train)
-    x_train = norm.encode(D_train)
-    pca = fit_pca(x_train, cfg.n_pca)
+    replay = None
+    if init is not None and cfg.init_replay:  # rehearsal rows, emulated by the source bundle: training only
+        from .finetune import replay_rows
+
+        rep, D_rep, replay = replay_rows(cfg, init, train, test.params)
+        train = concat_corpora([train, rep])
+        train.box_low, train.box_high = rest.box_low, rest.box_high
+        D_train = {s: np.concatenate([D_train[s], D_rep[s]]) for s in SPECTRA}
+        if verbose:
+            print(f"{len(rep)} replay rows (spectra emulated by {init.folder}) join the training rows")
+    if init is None:
+        norm = Normaliser.fit(D_train)
+        pca = fit_pca(norm.encode(D_train), cfg.n_pca)
+    else:  # the bundle's target space: its weights keep their meaning
+        norm, pca = init.normaliser(), init.pca
     D_ref = norm.decode({s: torch.zeros(len(ell_grid()), dtype=torch.float64) for s in SPECTRA})
     D_ref = {s: v.numpy() for s, v in D_ref.items()}
     sigma = knox_sigma(ell_grid(), D_ref)
@@ -172,7 +211,7 @@ def _prepare(cfg: TrainConfig, verbose: bool) -> Prepared:
         return Split(c, D, f32(cs), f32(bs), torch.as_tensor(const, dtype=torch.float32))
 
     return Prepared(split(train, D_train), split(val), split(test), norm, pca, w, sigma,
-                    torch.as_tensor(G, dtype=torch.float32), cfg.n_pca)
+                    torch.as_tensor(G, dtype=torch.float32), cfg.n_pca, init, dropped, replay)
 
 
 class NoiseChi2(torch.nn.Module):
@@ -289,6 +328,30 @@ def staged_fit(params: list, step, validate, n: int, cfg: TrainConfig, gen: torc
     return best, epoch
 
 
+def n_replay(prep: Prepared) -> int:
+    """How many of the training rows (the last ones) are ``init_replay`` rows."""
+    return int(prep.replay["rows"]) if prep.replay else 0
+
+
+def _load_init_weights(prep: Prepared, model: IVE, pmap: PhysicalMap | None) -> bool:
+    """Fine-tune (``prep.init`` set): load the source bundle's weights, latent basis included. Returns whether it did."""
+    if prep.init is None:
+        return False
+    model.decoder.load_state_dict(prep.init.decoder)
+    model.encoder.load_state_dict(prep.init.encoder)
+    if pmap is not None:
+        pmap.load_state_dict(prep.init.physical)
+    return True
+
+
+def _start(init: bool, validate) -> float:
+    """The score a stage must beat: the starting weights' own when fine-tuning (never end worse than the bundle)."""
+    if not init:
+        return np.inf
+    with torch.no_grad():
+        return float(validate())
+
+
 def _train_decoder_first(prep: Prepared, cfg: TrainConfig) -> tuple[IVE, dict]:
     """Decoder first: (1) the physical map and the decoder, as an emulator through the d-latent bottleneck, on the
     spectra's chi^2; (2) with both frozen, the encoder on the beta-VAE objective through the decoder (sampled
@@ -300,14 +363,16 @@ def _train_decoder_first(prep: Prepared, cfg: TrainConfig) -> tuple[IVE, dict]:
     model = IVE(cfg.latent_dim, cfg.n_pca, cfg.encoder_hidden, cfg.decoder_hidden, prep.pca, prep.normaliser, cfg.activation, cfg.encoder_pca)
     tr, va = prep.train, prep.val
     pmap = PhysicalMap(tr.corpus.box_low, tr.corpus.box_high, cfg.latent_dim, cfg.physical_hidden, cfg.activation)
+    init = _load_init_weights(prep, model, pmap)
     loss_fn = NoiseChi2(prep.G, cfg.n_pca)
     th, th_val = _theta(tr), _theta(va)
     t0, history, capped = time.time(), [], []
     dec = list(model.decoder.parameters()) + list(pmap.parameters())
+    val_dec = lambda: loss_fn(model.decoder.coefficients(pmap(th_val)), va.c, va.b, va.const).mean()  # noqa: E731
+    start1 = _start(init, val_dec)
     best1, ep1 = staged_fit(
         dec, lambda idx, _: loss_fn(model.decoder.coefficients(pmap(th[idx])), tr.c[idx], tr.b[idx], tr.const[idx]).mean(),
-        lambda: loss_fn(model.decoder.coefficients(pmap(th_val)), va.c, va.b, va.const).mean(),
-        len(tr), cfg, gen, time.time() + 30 * cfg.max_minutes, history, "decoder", capped=capped)
+        val_dec, len(tr), cfg, gen, time.time() + 30 * cfg.max_minutes, history, "decoder", capped=capped, best=start1)
     for p in dec:
         p.requires_grad_(False)
     with torch.no_grad():
@@ -320,21 +385,31 @@ def _train_decoder_first(prep: Prepared, cfg: TrainConfig) -> tuple[IVE, dict]:
                 + cfg.joint_physical * ((mu - z_map[idx]) ** 2).sum(-1)).mean()
 
     model.eval()  # no dropout or batch norm: eval() only marks the frozen decoder
-    best2, ep2 = staged_fit(list(model.encoder.parameters()), encoder_step,
-                             lambda: evaluate_ive(model, loss_fn, va).mean(), len(tr), cfg, gen,
-                             time.time() + 30 * cfg.max_minutes, history, "encoder", capped=capped)
+    # replay rows (fine-tune, init_replay; the last rows of the training split) are emulator outputs: they train the
+    # decoder and the map, not the encoder (their small PCA components are the decoder's, not CAMB's: off its inputs)
+    n_enc = len(tr) - n_replay(prep)
+    val_enc = lambda: evaluate_ive(model, loss_fn, va).mean()  # noqa: E731
+    start2 = _start(init, val_enc)
+    best2, ep2 = staged_fit(list(model.encoder.parameters()), encoder_step, val_enc, n_enc, cfg, gen,
+                             time.time() + 30 * cfg.max_minutes, history, "encoder", capped=capped, best=start2)
     for p in dec:
         p.requires_grad_(True)
-    shift, A = model.standardise_latents(tr.c)
     pmap.eval()
-    pmap.change_basis(shift, A)
-    return model, {"epochs": ep1 + ep2, "seconds": time.time() - t0, "best_val_chi2": best2, "history": history,
-                   "decoder_epochs": ep1, "decoder_best_val_chi2": best1, "physical_map": pmap, "time_capped": capped}
+    if not init:  # a fine-tune keeps the bundle's latent basis
+        shift, A = model.standardise_latents(tr.c)
+        pmap.change_basis(shift, A)
+    info = {"epochs": ep1 + ep2, "seconds": time.time() - t0, "best_val_chi2": best2, "history": history,
+            "decoder_epochs": ep1, "decoder_best_val_chi2": best1, "physical_map": pmap, "time_capped": capped}
+    if init:  # the source's own scores on these validation rows: best == start means the fine-tune kept the source
+        info.update(start_val_chi2=start2, decoder_start_val_chi2=start1)
+    return model, info
 
 
 def _train_ive(prep: Prepared, cfg: TrainConfig) -> tuple[IVE, dict]:
     if cfg.decoder_first:
         return _train_decoder_first(prep, cfg)
+    if prep.replay:
+        raise ConfigError("train config: key 'init_replay' needs decoder_first: true (replay rows train the decoder, not the encoder)")
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     model = IVE(cfg.latent_dim, cfg.n_pca, cfg.encoder_hidden, cfg.decoder_hidden, prep.pca, prep.normaliser, cfg.activation, cfg.encoder_pca)
@@ -347,6 +422,7 @@ def _train_ive(prep: Prepared, cfg: TrainConfig) -> tuple[IVE, dict]:
         pmap = PhysicalMap(tr.corpus.box_low, tr.corpus.box_high, cfg.latent_dim, cfg.physical_hidden, cfg.activation)
         params += list(pmap.parameters())
         th, th_val = _theta(tr), _theta(va)
+    init = _load_init_weights(prep, model, pmap)
 
     def step(idx, epoch):
         c_hat, mu, logvar = model(tr.c[idx])
@@ -366,11 +442,13 @@ def _train_ive(prep: Prepared, cfg: TrainConfig) -> tuple[IVE, dict]:
 
     t0, history, capped = time.time(), [], []
     best, epoch = staged_fit(params, step, validate, len(tr), cfg, gen, t0 + 60 * cfg.max_minutes, history, "train",
-                             capped=capped)
-    shift, A = model.standardise_latents(tr.c)
+                             capped=capped, best=_start(init, validate))
+    if not init:  # a fine-tune keeps the bundle's latent basis
+        shift, A = model.standardise_latents(tr.c)
     info = {"epochs": epoch, "seconds": time.time() - t0, "best_val_chi2": best, "history": history, "time_capped": capped}
     if joint:
         pmap.eval()
-        pmap.change_basis(shift, A)
+        if not init:
+            pmap.change_basis(shift, A)
         info["physical_map"] = pmap
     return model, info

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 import numpy as np
 import pyro
@@ -40,7 +41,7 @@ from ..posterior import build_posterior
 from ..program import LogDensity
 from .base import METHODS, Method, Settings, setting
 
-__all__ = ["VIMethod", "GUIDES"]
+__all__ = ["GUIDES", "VIMethod", "fit_groups"]
 
 
 def _gaussian(cls):
@@ -211,3 +212,85 @@ class VIMethod(Method):
             settings=s,
             extra_attrs={"elbo_final": float(-tail.mean()), "elbo_trace": [float(-x) for x in losses[:: max(1, s["steps"] // 200)]]},
         )
+
+
+def fit_groups(analysis, data, *, guide: str = "multivariate_normal", steps: int = 3000, lr: float = 0.01,
+               particles: int = 8, num_samples: int = 100, seed: int = 0) -> dict[str, Any]:
+    """The batched-engine VI on ``G`` data sets at once: ``data = {likelihood: (G, n_data)}``.
+
+    Each data set is its own Gaussian ``N(m_g, L_g L_g^T)`` in the unconstrained space, started at its own Laplace
+    approximation (one batched L-BFGS from a prior draw per data set, as :func:`latentinfer.methods.chees.sample_groups`)
+    and fitted to its own ELBO; the particles of all groups go through one call of the log density per step. The
+    groups share nothing but the calls: Adam acts element by element and the gradient clipping (norm 10 per parameter,
+    as ClippedAdam) is applied per group, so each group follows the optimisation a single run would. Returns
+    ``"constrained" (G, num_samples, n)``, ``"names"``, ``"log_target" (G, num_samples)`` (log posterior,
+    unnormalised, constrained space, under each group's data), ``"log_target_at"`` for other points ``(G, ..., n)``,
+    ``"elbo" (G,)``, ``"laplace_ok" (G,)``.
+    """
+    from ..program.laplace import batched_laplace
+    from .chees import OnePerGroup
+
+    if guide not in ("normal", "multivariate_normal"):
+        raise ConfigError(f"vi: batched groups fit the Gaussian guides (normal, multivariate_normal), got guide '{guide}'")
+    data = {k: torch.as_tensor(v, dtype=analysis.dtype) for k, v in data.items()}
+    G = int(next(iter(data.values())).shape[0])
+    ld = LogDensity(analysis, data={k: v[:, None, :] for k, v in data.items()})
+    n, dt = ld.n, analysis.dtype
+    draws0 = analysis.sample_prior(G, seed=seed)
+    u0 = analysis.unconstrain({k: draws0[k] for k in ld.names}, ld.transforms).detach().reshape(G, n)
+    u_map, cov, ok = batched_laplace(OnePerGroup(ld), u0)
+    if bool(ok.any()) and not bool(ok.all()):  # no usable Hessian: borrow the other data sets' mean covariance
+        cov = torch.where(ok[:, None, None], cov, cov[ok].mean(0))
+    elif not bool(ok.any()):
+        cov = 0.05**2 * torch.eye(n, dtype=dt).expand(G, n, n)
+    L0 = torch.linalg.cholesky(cov)
+    if guide == "normal":
+        L0 = torch.diag_embed(torch.sqrt(torch.diagonal(cov, dim1=-2, dim2=-1)))
+    loc = u_map.detach().clone().requires_grad_(True)
+    log_diag = torch.log(torch.diagonal(L0, dim1=-2, dim2=-1)).detach().clone().requires_grad_(True)
+    params = [loc, log_diag]
+    full = guide == "multivariate_normal"
+    off = torch.tril(L0, -1).detach().clone().requires_grad_(True)
+    if full:
+        params.append(off)
+    mask = torch.tril(torch.ones(n, n, dtype=dt), -1)
+
+    def scale_tril():
+        L = torch.diag_embed(torch.exp(log_diag))
+        return L + off * mask if full else L
+
+    gen = torch.Generator().manual_seed(int(seed) % (2**63))
+    opt = torch.optim.Adam(params, lr=lr)
+    decay = 0.02 ** (1.0 / steps)
+    const = 0.5 * n * (1.0 + math.log(2 * math.pi))
+    for _ in range(steps):
+        eps = torch.randn(G, particles, n, generator=gen, dtype=dt)
+        u = loc[:, None, :] + eps @ scale_tril().transpose(-1, -2)
+        lp = ld(u)  # (G, particles)
+        lp = torch.where(torch.isfinite(lp), lp, torch.full_like(lp, -1e30))
+        elbo = lp.mean(1) + log_diag.sum(1) + const
+        opt.zero_grad(set_to_none=True)
+        (-elbo.sum()).backward()
+        with torch.no_grad():
+            for p in params:  # clip each group's gradient of each parameter at norm 10
+                norm = p.grad.reshape(G, -1).norm(dim=1).clamp_min(1e-30)
+                p.grad.mul_((10.0 / norm).clamp(max=1.0).reshape((G,) + (1,) * (p.dim() - 1)))
+        opt.step()
+        for g in opt.param_groups:
+            g["lr"] *= decay
+    ld64 = ld
+    with torch.no_grad():
+        u = loc[:, None, :] + torch.randn(G, num_samples, n, generator=gen, dtype=dt) @ scale_tril().transpose(-1, -2)
+        xs, _ = ld64.constrain(u)
+        constrained = torch.stack(xs, -1)
+        lt = ld64.log_joint(xs, u.shape[:-1])
+
+    def log_target_at(values: np.ndarray) -> np.ndarray:
+        """Log posterior (constrained space) of ``values (G, ..., n)`` under each group's data, in float64."""
+        v = torch.as_tensor(values, dtype=dt)
+        flat = v.reshape(G, -1, v.shape[-1])
+        with torch.no_grad():
+            return ld64.log_joint([flat[..., i] for i in range(n)], flat.shape[:-1]).reshape(v.shape[:-1]).numpy()
+
+    return {"names": list(ld.names), "constrained": constrained.numpy(), "log_target": lt.numpy(),
+            "log_target_at": log_target_at, "elbo": elbo.detach().numpy(), "laplace_ok": ok.numpy()}
