@@ -23,6 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from .analysis import Analysis
+from .bundle.card import read_card
+from .bundle.references import reference_readings
+from .paths import resolve
 from .config import dump_yaml
 from .io import atomic_write_text, versions, write_json
 from .execution import backend_from
@@ -113,10 +116,6 @@ def latent_reference_readings(cfg: Mapping[str, Any], post) -> list[dict[str, An
     (:func:`latentinfer.bundle.references.reference_readings`); ``[]`` otherwise."""
     if cfg.get("space") != "latent" or not cfg.get("model"):
         return []
-    from .bundle.card import read_card
-    from .bundle.references import reference_readings
-    from .paths import resolve
-
     card = read_card(resolve("models", cfg["model"]))
     return reference_readings(card, {n: post.samples(n) for n in post.parameter_names})
 

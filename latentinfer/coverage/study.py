@@ -36,6 +36,7 @@ from .diagnostics import (
 from ..amortized import AmortizedPosterior, check_can_simulate, check_tractable, simulate, split_data, train
 from ..methods import available_methods, get_method
 from ..methods.chees import sample_groups
+from ..methods.vi import fit_groups
 from ..program import from_config
 
 __all__ = ["run_coverage", "coverage_methods", "MIN_RUNS", "RECOMMENDED_RUNS"]
@@ -168,8 +169,6 @@ VI_BATCH = 100
 
 def _task_vi_batch(task) -> dict[str, Any]:
     """One batch of data sets through one batched VI fit (:func:`latentinfer.methods.vi.fit_groups`)."""
-    from ..methods.vi import fit_groups
-
     analysis, data, thetas, first, s, L = task
     t0 = time.perf_counter()
     threads = torch.get_num_threads()

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..bundle import load_model
 from ..errors import DataError
 from ..io import to_jsonable, write_json
 from .config import TrainConfig
@@ -144,7 +145,6 @@ def bundle_ede_latent(bundle, mi_files, lcdm_files, out: Path, settings=None) ->
     """Part (b) for a shipped bundle (e.g. the discovered ``cmb-ede-ive``): every latent is a candidate; the encoder
     means of the bundle, its decoder for the traversal, noise from :func:`latentinfer.ive.noise.knox_sigma` at the
     spectrum decoded at the latents' median over LCDM spectra."""
-    from ..bundle import load_model
     from .noise import knox_sigma
 
     model = load_model(bundle)

@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from ..errors import ConfigError, LatentInferError
 from ..posterior import build_posterior
 from ..program import LogDensity
+from ..program.laplace import batched_laplace
 from .base import METHODS, Method, Settings, setting
 
 __all__ = ["GUIDES", "VIMethod", "fit_groups"]
@@ -227,8 +228,7 @@ def fit_groups(analysis, data, *, guide: str = "multivariate_normal", steps: int
     unnormalised, constrained space, under each group's data), ``"log_target_at"`` for other points ``(G, ..., n)``,
     ``"elbo" (G,)``, ``"laplace_ok" (G,)``.
     """
-    from ..program.laplace import batched_laplace
-    from .chees import OnePerGroup
+    from .chees import OnePerGroup  # same station; chees imports nothing from vi
 
     if guide not in ("normal", "multivariate_normal"):
         raise ConfigError(f"vi: batched groups fit the Gaussian guides (normal, multivariate_normal), got guide '{guide}'")
