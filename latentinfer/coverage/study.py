@@ -84,7 +84,8 @@ def _task_method(task) -> dict[str, Any]:
     t0 = time.perf_counter()
     a = analysis.with_data(data)
     post = get_method(method).run(a, **{**settings, "seed": int(index)})
-    samples = _thin(post.samples(), L)
+    # in the program's parameter order, which _log_target and theta use (a posterior's own variable order may differ)
+    samples = _thin(np.stack([post.samples(n) for n in a.parameter_names], -1), L)
     ls, lt = _log_target(a, samples, theta)
     return {"samples": samples, "theta": np.asarray(theta), "logq_samples": ls, "logq_theta": np.asarray(lt), "seconds": time.perf_counter() - t0}
 
@@ -115,7 +116,7 @@ def _task_npe_importance(task) -> dict[str, Any]:
     t0 = time.perf_counter()
     post = amortized.importance_sample(data, num_proposals=IMPORTANCE_PROPOSALS_PER_DRAW * L, num_samples=L, seed=int(index), min_ess=L, warn=False)
     a = amortized.analysis.with_data(data)
-    samples = post.samples()
+    samples = np.stack([post.samples(n) for n in a.parameter_names], -1)  # the program's order, as theta
     ls, lt = _log_target(a, samples, theta)
     return {"samples": samples, "theta": np.asarray(theta), "logq_samples": ls, "logq_theta": np.asarray(lt), "seconds": time.perf_counter() - t0,
             "khat": float(post.attrs["importance_khat"]), "ess": float(post.attrs["importance_ess"])}
