@@ -192,3 +192,26 @@ def test_run_writes_report_by_default(runs, tmp_path, capsys):
     text = (tmp_path / "out" / "report.html").read_text()
     _self_contained(text)
     assert "nuts" in text and "likA" in text
+
+
+def test_latent_reference_section(runs, tmp_path):
+    """A run whose summary holds latent_references (a latent-space run of a bundle with a reference model) gets the
+    section: the sentence, the numbers and the posterior plot with the reference band; a run without it has none."""
+    import shutil
+
+    from latentinfer.bundle.references import reference_readings
+    from latentinfer.rundir import load_run
+
+    run = tmp_path / "run"
+    shutil.copytree(runs["root"] / "runA", run)
+    post = load_run(run).posterior
+    card = {"latent_names": post.parameter_names,
+            "latent_references": {"LCDM": {"parameter": "f", "latents": {"z0": {"median": 5.0, "sd": 0.1}}}}}
+    readings = reference_readings(card, {n: post.samples(n) for n in post.parameter_names})
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "latent_references": readings}))
+    text = build_report([run])
+    _self_contained(text)
+    assert "Latents against reference models" in text and "departs from LCDM at" in text
+    assert "z0 against LCDM" in text  # the plot's alt text
+    assert "Latents against reference models" not in build_report([runs["root"] / "runA"])
