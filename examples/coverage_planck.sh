@@ -7,19 +7,19 @@
 # printed at the end.
 #
 #   bash examples/coverage_planck.sh [OUT]        (OUT defaults to runs/coverage_planck)
-#   N=500 bash examples/coverage_planck.sh        # data sets per study
+#   N=500 N_VI=100 bash examples/coverage_planck.sh   # data sets per study (VI: examples/coverage_planck/vi.yaml)
 #   LATENTINFER="python -m latentinfer" bash examples/coverage_planck.sh
 #
 # Costs on the 2-core development machine (README, "Coverage of the Planck demo problem"): NPE default about a
 # minute; importance-weighted NPE 1-2 min per 100 data sets plus its NPE's training (the default proposal reuses the
-# first study's NPE; the PCA one trains its own, ~6 min loaded); chees about 1 min per 100 data sets; VI (batched,
-# data sets as a batch dimension) a few min per 100.
+# first study's NPE; the PCA one trains its own, ~6 min loaded); chees about 1 min per 100 data sets; VI (batched:
+# data sets as a batch dimension; 500 steps x 8 particles) several min per 100.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/coverage_planck}
 LI=${LATENTINFER:-latentinfer}
 N=${N:-500}
-N_VI=${N_VI:-$N}
+N_VI=${N_VI:-100}
 CFG="examples/demo.yaml"
 
 $LI coverage $CFG --method npe --n "$N" --out "$OUT/npe"
@@ -29,7 +29,7 @@ mkdir -p "$OUT/npe-importance"
 $LI coverage $CFG --method npe --importance --n "$N" --out "$OUT/npe-importance"
 $LI coverage examples/coverage_planck/npe_pca_importance.yaml --method npe --n "$N" --out "$OUT/npe-pca-importance"
 $LI coverage $CFG --method chees --n "$N" --out "$OUT/chees"
-$LI coverage $CFG --method vi --n "$N_VI" --out "$OUT/vi"
+$LI coverage examples/coverage_planck/vi.yaml --method vi --n "$N_VI" --out "$OUT/vi"
 
 python - "$OUT" <<'PY'
 import json, sys
