@@ -48,10 +48,10 @@ RECOMMENDED_RUNS = {"npe": 500, "vi": 500, "nuts": 100, "chees": 500, "emcee": 5
 
 
 def coverage_methods() -> list[str]:
-    """Every registered inference method can be studied: NPE amortized (trained once), ChEES with data sets as a
-    batch dimension, every other method run once per data set through the registry."""
+    """Every registered inference method can be studied (sorted): NPE amortized (trained once), ChEES and VI with
+    data sets as a batch dimension, every other method run once per data set through the registry."""
 
-    return available_methods()
+    return sorted(available_methods())
 
 
 def __getattr__(name: str):

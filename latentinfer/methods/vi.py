@@ -8,7 +8,9 @@ departures from Gaussianity.
 Two engines fit the Gaussian guides (``engine``):
 
 * ``batched`` (default for ``normal`` and ``multivariate_normal``): the reparameterised ELBO of a Gaussian
-  ``q(u) = N(m, L L^T)`` in the unconstrained space, ``E_q[log p(u, data)] + sum log diag L + const``, with the
+  ``q(u) = N(m, L L^T)`` in the unconstrained space, ``E_q[log p(u, data)] + sum log diag L + const``, parametrised
+  in the Laplace-whitened coordinates (``m = u_map + L0 a``, ``L = L0 B``, from ``a = 0``, ``B = I``) so that a
+  learning-rate step is a fraction of each direction's posterior width, with the
   particles of each step evaluated in one batched call of the program's log density
   (:class:`~latentinfer.program.LogDensity`, the potential the gradient samplers use), Adam with the same learning
   rate, decay and gradient clipping as the Pyro path. No Pyro trace per step: several times faster.
@@ -165,18 +167,26 @@ class VIMethod(Method):
         L0 = torch.linalg.cholesky(cov).to(dt) if cov is not None else 0.05 * torch.eye(n, dtype=dt)
         if s["guide"] == "normal":
             L0 = torch.diag(torch.sqrt(torch.diagonal(L0 @ L0.T)))  # the diagonal of the Laplace covariance
-        loc = u0.detach().clone().requires_grad_(True)
-        log_diag = torch.log(torch.diagonal(L0)).detach().clone().requires_grad_(True)
-        params = [loc, log_diag]
+        # Laplace-whitened coordinates: u = u_map + L0 (a + B eps), B lower triangular with a positive diagonal,
+        # starting at a = 0, B = I (the Laplace approximation). A step of the learning rate is then a fraction of each
+        # direction's posterior width, whatever its scale (A_planck's is 0.0025, a latent's 0.05-1).
+        W, u_map = L0.detach(), u0.detach()
+        loc_w = torch.zeros(n, dtype=dt, requires_grad=True)
+        log_diag = torch.zeros(n, dtype=dt, requires_grad=True)
+        params = [loc_w, log_diag]
         full = s["guide"] == "multivariate_normal"
+        off = torch.zeros(n, n, dtype=dt, requires_grad=True)
         if full:
-            off = torch.tril(L0, -1).detach().clone().requires_grad_(True)
             params.append(off)
         mask = torch.tril(torch.ones(n, n, dtype=dt), -1)
+        log_det_w = torch.log(torch.diagonal(W)).sum()
 
         def scale_tril():
-            L = torch.diag(torch.exp(log_diag))
-            return L + off * mask if full else L
+            B = torch.diag(torch.exp(log_diag))
+            return W @ (B + off * mask if full else B)
+
+        def location():
+            return u_map + W @ loc_w
 
         gen = torch.Generator().manual_seed(int(s["seed"]))
         opt = torch.optim.Adam(params, lr=s["lr"])
@@ -186,9 +196,9 @@ class VIMethod(Method):
         with tqdm(range(s["steps"]), desc=f"VI ({s['guide']}, batched)", disable=not s["progress"]) as bar:
             for step in bar:
                 eps = torch.randn(s["particles"], n, generator=gen, dtype=dt)
-                u = loc + eps @ scale_tril().T
+                u = location() + eps @ scale_tril().T
                 lp = ld(u)
-                loss = -(lp.mean() + log_diag.sum() + const)
+                loss = -(lp.mean() + log_diag.sum() + log_det_w + const)
                 if not bool(torch.isfinite(loss)):
                     raise LatentInferError(f"vi: the ELBO became non-finite at step {step} (lower lr, or start elsewhere)")
                 opt.zero_grad(set_to_none=True)
@@ -202,7 +212,7 @@ class VIMethod(Method):
                 if step % 100 == 0:
                     bar.set_postfix(loss=f"{losses[-1]:.2f}")
         with torch.no_grad():
-            u = loc + torch.randn(s["num_samples"], n, generator=gen, dtype=dt) @ scale_tril().T
+            u = location() + torch.randn(s["num_samples"], n, generator=gen, dtype=dt) @ scale_tril().T
             xs, _ = ld.constrain(u)
         samples = {name: x.numpy()[None] for name, x in zip(ld.names, xs)}
         tail = np.asarray(losses[-max(1, s["steps"] // 10) :])
@@ -246,18 +256,24 @@ def fit_groups(analysis, data, *, guide: str = "multivariate_normal", steps: int
     L0 = torch.linalg.cholesky(cov)
     if guide == "normal":
         L0 = torch.diag_embed(torch.sqrt(torch.diagonal(cov, dim1=-2, dim2=-1)))
-    loc = u_map.detach().clone().requires_grad_(True)
-    log_diag = torch.log(torch.diagonal(L0, dim1=-2, dim2=-1)).detach().clone().requires_grad_(True)
-    params = [loc, log_diag]
+    # Laplace-whitened coordinates per group, as the single-data-set engine (VIMethod._fit_batched)
+    W, u_map = L0.detach(), u_map.detach()
+    loc_w = torch.zeros(G, n, dtype=dt, requires_grad=True)
+    log_diag = torch.zeros(G, n, dtype=dt, requires_grad=True)
+    params = [loc_w, log_diag]
     full = guide == "multivariate_normal"
-    off = torch.tril(L0, -1).detach().clone().requires_grad_(True)
+    off = torch.zeros(G, n, n, dtype=dt, requires_grad=True)
     if full:
         params.append(off)
     mask = torch.tril(torch.ones(n, n, dtype=dt), -1)
+    log_det_w = torch.log(torch.diagonal(W, dim1=-2, dim2=-1)).sum(-1)
 
     def scale_tril():
-        L = torch.diag_embed(torch.exp(log_diag))
-        return L + off * mask if full else L
+        B = torch.diag_embed(torch.exp(log_diag))
+        return W @ (B + off * mask if full else B)
+
+    def location():
+        return u_map + (W @ loc_w[..., None])[..., 0]
 
     gen = torch.Generator().manual_seed(int(seed) % (2**63))
     opt = torch.optim.Adam(params, lr=lr)
@@ -265,10 +281,10 @@ def fit_groups(analysis, data, *, guide: str = "multivariate_normal", steps: int
     const = 0.5 * n * (1.0 + math.log(2 * math.pi))
     for _ in range(steps):
         eps = torch.randn(G, particles, n, generator=gen, dtype=dt)
-        u = loc[:, None, :] + eps @ scale_tril().transpose(-1, -2)
+        u = location()[:, None, :] + eps @ scale_tril().transpose(-1, -2)
         lp = ld(u)  # (G, particles)
         lp = torch.where(torch.isfinite(lp), lp, torch.full_like(lp, -1e30))
-        elbo = lp.mean(1) + log_diag.sum(1) + const
+        elbo = lp.mean(1) + log_diag.sum(1) + log_det_w + const
         opt.zero_grad(set_to_none=True)
         (-elbo.sum()).backward()
         with torch.no_grad():
@@ -280,7 +296,7 @@ def fit_groups(analysis, data, *, guide: str = "multivariate_normal", steps: int
             g["lr"] *= decay
     ld64 = ld
     with torch.no_grad():
-        u = loc[:, None, :] + torch.randn(G, num_samples, n, generator=gen, dtype=dt) @ scale_tril().transpose(-1, -2)
+        u = location()[:, None, :] + torch.randn(G, num_samples, n, generator=gen, dtype=dt) @ scale_tril().transpose(-1, -2)
         xs, _ = ld64.constrain(u)
         constrained = torch.stack(xs, -1)
         lt = ld64.log_joint(xs, u.shape[:-1])

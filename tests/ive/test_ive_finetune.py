@@ -153,8 +153,8 @@ def test_replay_rows_are_emulated_by_the_source_and_train_only(source):
     assert not any(tuple(r) in {tuple(t) for t in test.params} for r in P)
     assert len(prep.val) == round(cfg.val_fraction * (157 - len(test)))  # CAMB rows only
     emu = load_model(src).emulate(dict(zip(test.names, P.T)))
-    for s in emu:
-        np.testing.assert_array_equal(prep.train.D[s][-n:], emu[s])
+    for s in emu:  # the same float64 network on another batch: equal to a few ulp (BLAS blocking)
+        np.testing.assert_allclose(prep.train.D[s][-n:], emu[s], rtol=1e-13, atol=0)
     _, info = train_ive(prep, cfg)
     assert np.isfinite([h["val"] for h in info["history"]]).all()
     assert info["decoder_start_val_chi2"] >= info["decoder_best_val_chi2"]
