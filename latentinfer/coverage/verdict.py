@@ -81,7 +81,9 @@ _STEPS = {
         "under-confident": "VI is conservative: acceptable, flagged.",
         "joint": (
             "The marginals are right and the joint is not: guide: normal is mean-field (no correlations) by "
-            "construction; use guide: multivariate_normal or flow."
+            "construction, so use guide: multivariate_normal or flow; a full-rank guide that fails this way has a "
+            "wrong scale matrix, so fit it longer with less gradient noise (more steps, more particles, a smaller lr), "
+            "or use guide: flow or NUTS."
         ),
     },
     "mcmc": {
