@@ -150,14 +150,7 @@ class VIMethod(Method):
             samples = {}
             for site, value in guide._unpack_latent(z):
                 samples[site["name"]] = biject_to(site["fn"].support)(value).numpy()[None]
-        tail = np.asarray(losses[-max(1, s["steps"] // 10) :])
-        return build_posterior(
-            analysis,
-            {n: samples[n] for n in analysis.parameter_names},
-            method=self.name,
-            settings=s,
-            extra_attrs={"elbo_final": float(-tail.mean()), "elbo_trace": [float(-x) for x in losses[:: max(1, s["steps"] // 200)]]},
-        )
+        return self._posterior(analysis, samples, s, losses)
 
     def _fit_batched(self, analysis, **s):
         """The Gaussian guides fitted on the batched log density (engine ``batched``; module docstring)."""
@@ -167,54 +160,18 @@ class VIMethod(Method):
         L0 = torch.linalg.cholesky(cov).to(dt) if cov is not None else 0.05 * torch.eye(n, dtype=dt)
         if s["guide"] == "normal":
             L0 = torch.diag(torch.sqrt(torch.diagonal(L0 @ L0.T)))  # the diagonal of the Laplace covariance
-        # Laplace-whitened coordinates: u = u_map + L0 (a + B eps), B lower triangular with a positive diagonal,
-        # starting at a = 0, B = I (the Laplace approximation). A step of the learning rate is then a fraction of each
-        # direction's posterior width, whatever its scale (A_planck's is 0.0025, a latent's 0.05-1).
-        W, u_map = L0.detach(), u0.detach()
-        loc_w = torch.zeros(n, dtype=dt, requires_grad=True)
-        log_diag = torch.zeros(n, dtype=dt, requires_grad=True)
-        params = [loc_w, log_diag]
-        full = s["guide"] == "multivariate_normal"
-        off = torch.zeros(n, n, dtype=dt, requires_grad=True)
-        if full:
-            params.append(off)
-        mask = torch.tril(torch.ones(n, n, dtype=dt), -1)
-        log_det_w = torch.log(torch.diagonal(W)).sum()
-
-        def scale_tril():
-            B = torch.diag(torch.exp(log_diag))
-            return W @ (B + off * mask if full else B)
-
-        def location():
-            return u_map + W @ loc_w
-
         gen = torch.Generator().manual_seed(int(s["seed"]))
-        opt = torch.optim.Adam(params, lr=s["lr"])
-        decay = 0.02 ** (1.0 / s["steps"])  # ClippedAdam's lrd: the rate falls to 2 % of lr over the run
-        const = 0.5 * n * (1.0 + math.log(2 * math.pi))  # entropy of N(0, I_n)
-        losses = []
-        with tqdm(range(s["steps"]), desc=f"VI ({s['guide']}, batched)", disable=not s["progress"]) as bar:
-            for step in bar:
-                eps = torch.randn(s["particles"], n, generator=gen, dtype=dt)
-                u = location() + eps @ scale_tril().T
-                lp = ld(u)
-                loss = -(lp.mean() + log_diag.sum() + log_det_w + const)
-                if not bool(torch.isfinite(loss)):
-                    raise LatentInferError(f"vi: the ELBO became non-finite at step {step} (lower lr, or start elsewhere)")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                for p in params:  # ClippedAdam clips each parameter's gradient norm at 10
-                    torch.nn.utils.clip_grad_norm_([p], 10.0)
-                opt.step()
-                for g in opt.param_groups:
-                    g["lr"] *= decay
-                losses.append(float(loss.detach()))
-                if step % 100 == 0:
-                    bar.set_postfix(loss=f"{losses[-1]:.2f}")
+        fit = _fit_whitened(ld, u0.detach()[None], L0[None], full=s["guide"] == "multivariate_normal",
+                            steps=s["steps"], lr=s["lr"], particles=s["particles"], gen=gen, nonfinite="raise",
+                            progress=f"VI ({s['guide']}, batched)" if s["progress"] else None)
         with torch.no_grad():
-            u = location() + torch.randn(s["num_samples"], n, generator=gen, dtype=dt) @ scale_tril().T
+            u = fit["location"]()[0] + torch.randn(s["num_samples"], n, generator=gen, dtype=dt) @ fit["scale_tril"]()[0].T
             xs, _ = ld.constrain(u)
-        samples = {name: x.numpy()[None] for name, x in zip(ld.names, xs)}
+        return self._posterior(analysis, {name: x.numpy()[None] for name, x in zip(ld.names, xs)}, s, fit["losses"])
+
+    def _posterior(self, analysis, samples, s, losses):
+        """The posterior of either engine: draws by name ``(1, num_samples)``, the settings, the final ELBO (mean of
+        the last tenth of the steps) and a thinned ELBO trace."""
         tail = np.asarray(losses[-max(1, s["steps"] // 10) :])
         return build_posterior(
             analysis,
@@ -256,15 +213,44 @@ def fit_groups(analysis, data, *, guide: str = "multivariate_normal", steps: int
     L0 = torch.linalg.cholesky(cov)
     if guide == "normal":
         L0 = torch.diag_embed(torch.sqrt(torch.diagonal(cov, dim1=-2, dim2=-1)))
-    # Laplace-whitened coordinates per group, as the single-data-set engine (VIMethod._fit_batched)
-    W, u_map = L0.detach(), u_map.detach()
+    gen = torch.Generator().manual_seed(int(seed) % (2**63))
+    fit = _fit_whitened(ld, u_map, L0, full=guide == "multivariate_normal", steps=steps, lr=lr,
+                        particles=particles, gen=gen, nonfinite="mask")
+    with torch.no_grad():
+        u = fit["location"]()[:, None, :] + torch.randn(G, num_samples, n, generator=gen, dtype=dt) @ fit["scale_tril"]().transpose(-1, -2)
+        xs, _ = ld.constrain(u)
+        constrained = torch.stack(xs, -1)
+        lt = ld.log_joint(xs, u.shape[:-1])
+
+    def log_target_at(values: np.ndarray) -> np.ndarray:
+        """Log posterior (constrained space) of ``values (G, ..., n)`` under each group's data, in float64."""
+        v = torch.as_tensor(values, dtype=dt)
+        flat = v.reshape(G, -1, v.shape[-1])
+        with torch.no_grad():
+            return ld.log_joint([flat[..., i] for i in range(n)], flat.shape[:-1]).reshape(v.shape[:-1]).numpy()
+
+    return {"names": list(ld.names), "constrained": constrained.numpy(), "log_target": lt.numpy(),
+            "log_target_at": log_target_at, "elbo": fit["elbo"].numpy(), "laplace_ok": ok.numpy()}
+
+
+def _fit_whitened(log_density, u_map: torch.Tensor, L0: torch.Tensor, *, full: bool, steps: int, lr: float,
+                  particles: int, gen: torch.Generator, nonfinite: str, progress: str | None = None) -> dict[str, Any]:
+    """The batched engine's optimisation, for ``G`` independent Gaussians at once (one for a single run).
+
+    Laplace-whitened coordinates: ``u = u_map + L0 (a + B eps)``, ``B`` lower triangular with a positive diagonal,
+    from ``a = 0``, ``B = I`` (the Laplace approximation), so a step of the learning rate is a fraction of each
+    direction's posterior width whatever its scale (A_planck's is 0.0025, a latent's 0.05-1). ``log_density(u (G, K,
+    n)) -> (G, K)``; each group's ELBO is maximised by Adam with ClippedAdam's decay (to 2 % of ``lr``) and gradient
+    clipping (norm 10 per parameter and group). ``nonfinite``: ``"raise"`` stops at a non-finite ELBO, ``"mask"``
+    scores a non-finite point as -1e30. Returns ``location()`` (G, n), ``scale_tril()`` (G, n, n), the last ``elbo``
+    (G,) and the loss per step (summed over groups)."""
+    G, n = u_map.shape
+    dt = u_map.dtype
+    W = L0.detach()
     loc_w = torch.zeros(G, n, dtype=dt, requires_grad=True)
     log_diag = torch.zeros(G, n, dtype=dt, requires_grad=True)
-    params = [loc_w, log_diag]
-    full = guide == "multivariate_normal"
     off = torch.zeros(G, n, n, dtype=dt, requires_grad=True)
-    if full:
-        params.append(off)
+    params = [loc_w, log_diag] + ([off] if full else [])
     mask = torch.tril(torch.ones(n, n, dtype=dt), -1)
     log_det_w = torch.log(torch.diagonal(W, dim1=-2, dim2=-1)).sum(-1)
 
@@ -275,38 +261,30 @@ def fit_groups(analysis, data, *, guide: str = "multivariate_normal", steps: int
     def location():
         return u_map + (W @ loc_w[..., None])[..., 0]
 
-    gen = torch.Generator().manual_seed(int(seed) % (2**63))
     opt = torch.optim.Adam(params, lr=lr)
     decay = 0.02 ** (1.0 / steps)
-    const = 0.5 * n * (1.0 + math.log(2 * math.pi))
-    for _ in range(steps):
-        eps = torch.randn(G, particles, n, generator=gen, dtype=dt)
-        u = location()[:, None, :] + eps @ scale_tril().transpose(-1, -2)
-        lp = ld(u)  # (G, particles)
-        lp = torch.where(torch.isfinite(lp), lp, torch.full_like(lp, -1e30))
-        elbo = lp.mean(1) + log_diag.sum(1) + log_det_w + const
-        opt.zero_grad(set_to_none=True)
-        (-elbo.sum()).backward()
-        with torch.no_grad():
-            for p in params:  # clip each group's gradient of each parameter at norm 10
-                norm = p.grad.reshape(G, -1).norm(dim=1).clamp_min(1e-30)
-                p.grad.mul_((10.0 / norm).clamp(max=1.0).reshape((G,) + (1,) * (p.dim() - 1)))
-        opt.step()
-        for g in opt.param_groups:
-            g["lr"] *= decay
-    ld64 = ld
-    with torch.no_grad():
-        u = location()[:, None, :] + torch.randn(G, num_samples, n, generator=gen, dtype=dt) @ scale_tril().transpose(-1, -2)
-        xs, _ = ld64.constrain(u)
-        constrained = torch.stack(xs, -1)
-        lt = ld64.log_joint(xs, u.shape[:-1])
-
-    def log_target_at(values: np.ndarray) -> np.ndarray:
-        """Log posterior (constrained space) of ``values (G, ..., n)`` under each group's data, in float64."""
-        v = torch.as_tensor(values, dtype=dt)
-        flat = v.reshape(G, -1, v.shape[-1])
-        with torch.no_grad():
-            return ld64.log_joint([flat[..., i] for i in range(n)], flat.shape[:-1]).reshape(v.shape[:-1]).numpy()
-
-    return {"names": list(ld.names), "constrained": constrained.numpy(), "log_target": lt.numpy(),
-            "log_target_at": log_target_at, "elbo": elbo.detach().numpy(), "laplace_ok": ok.numpy()}
+    const = 0.5 * n * (1.0 + math.log(2 * math.pi))  # entropy of N(0, I_n)
+    losses, elbo = [], None
+    with tqdm(range(steps), desc=progress or "VI", disable=progress is None) as bar:
+        for step in bar:
+            eps = torch.randn(G, particles, n, generator=gen, dtype=dt)
+            lp = log_density(location()[:, None, :] + eps @ scale_tril().transpose(-1, -2))  # (G, particles)
+            if nonfinite == "mask":
+                lp = torch.where(torch.isfinite(lp), lp, torch.full_like(lp, -1e30))
+            elbo = lp.mean(1) + log_diag.sum(1) + log_det_w + const
+            loss = -elbo.sum()
+            if nonfinite == "raise" and not bool(torch.isfinite(loss)):
+                raise LatentInferError(f"vi: the ELBO became non-finite at step {step} (lower lr, or start elsewhere)")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            with torch.no_grad():
+                for p in params:  # clip each group's gradient of each parameter at norm 10 (as torch's clip_grad_norm_)
+                    norm = p.grad.reshape(G, -1).norm(dim=1)
+                    p.grad.mul_((10.0 / (norm + 1e-6)).clamp(max=1.0).reshape((G,) + (1,) * (p.dim() - 1)))
+            opt.step()
+            for g in opt.param_groups:
+                g["lr"] *= decay
+            losses.append(float(loss.detach()))
+            if step % 100 == 0:
+                bar.set_postfix(loss=f"{losses[-1]:.2f}")
+    return {"location": location, "scale_tril": scale_tril, "elbo": elbo.detach(), "losses": losses}
