@@ -54,6 +54,19 @@ class LinearGaussian:
         return float(torch.distributions.MultivariateNormal(self.b, cov).log_prob(self.y))
 
 
+def nuisance_likelihood(lg: "LinearGaussian", name: str = "d") -> li.GaussianLikelihood:
+    """A Gaussian likelihood of ``lg``'s data with its own ``predict``: ``a * y + b``, where (a, b) is a correlated
+    nuisance block (mvnormal prior). The hand-written gradient does not know such a likelihood; the log-density
+    tests use it for every prior kind and for the autograd fallback."""
+    block = li.Nuisance(("a", "b"), {"mvnormal": [[1.0, 0.5], [[0.04, 0.01], [0.01, 0.09]]]})
+
+    class WithNuisance(li.GaussianLikelihood):
+        def predict(self, theory, nuisance):
+            return theory["y"] * nuisance["a"].unsqueeze(-1) + nuisance["b"].unsqueeze(-1)
+
+    return WithNuisance(lg.y, lg.C, name=name, nuisance=[block])
+
+
 def make_linear_gaussian(dim: int = 4, n: int = 30, seed: int = 0, noise: float = 0.5) -> LinearGaussian:
     g = torch.Generator().manual_seed(seed)
     A = torch.randn(n, dim, generator=g, dtype=torch.float64) / math.sqrt(dim)

@@ -25,7 +25,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import make_linear_gaussian
+from conftest import make_linear_gaussian, nuisance_likelihood
 
 import latentinfer as li
 from latentinfer.config import validate_config
@@ -186,13 +186,7 @@ def test_uncovered_pieces_fall_back_to_autograd():
     import pyro.distributions as dist
 
     lg = make_linear_gaussian(dim=4, n=30, seed=2)
-    block = li.Nuisance(("a", "b"), {"mvnormal": [[1.0, 0.5], [[0.04, 0.01], [0.01, 0.09]]]})
-
-    class WithNuisance(li.GaussianLikelihood):
-        def predict(self, theory, nuisance):
-            return theory["y"] * nuisance["a"].unsqueeze(-1) + nuisance["b"].unsqueeze(-1)
-
-    lik = WithNuisance(lg.y, lg.C, name="d", nuisance=[block])
+    lik = nuisance_likelihood(lg)
     plain = li.GaussianLikelihood(lg.y + 0.1, lg.C, name="plain")
     an = li.Analysis(lg.forward(), [lik, plain], priors={"z0": {"uniform": [-3, 3]}, "z1": dist.Gamma(torch.tensor(2.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64)), "z3": {"fixed": 0.2}})
     ld = LogDensity(an)

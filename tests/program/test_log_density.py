@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import latentinfer as li
-from conftest import make_linear_gaussian
+from conftest import make_linear_gaussian, nuisance_likelihood
 from latentinfer.config import validate_config
 from latentinfer.errors import DataError
 from latentinfer.program import LogDensity
@@ -42,13 +42,7 @@ def _assert_same(an, u, ld):
 
 def test_every_prior_kind_and_a_correlated_nuisance_block():
     lg = make_linear_gaussian(dim=4, n=30, seed=2)
-    block = li.Nuisance(("a", "b"), {"mvnormal": [[1.0, 0.5], [[0.04, 0.01], [0.01, 0.09]]]})
-
-    class WithNuisance(li.GaussianLikelihood):
-        def predict(self, theory, nuisance):
-            return theory["y"] * nuisance["a"].unsqueeze(-1) + nuisance["b"].unsqueeze(-1)
-
-    lik = WithNuisance(lg.y, lg.C, name="d", nuisance=[block])
+    lik = nuisance_likelihood(lg)
     an = li.Analysis(lg.forward(), lik, priors={"z0": {"uniform": [-3, 3]}, "z1": {"truncnormal": [0, 1, -1, 2]}, "z3": {"fixed": 0.2}})
     u = _points(an, 16, 0)
     _assert_same(an, u, LogDensity(an))
