@@ -168,6 +168,16 @@ def _task_chees_batch(task) -> list[dict[str, Any]]:
 VI_BATCH = 100
 
 
+def _batched_vi_settings(cfg: dict) -> dict | None:
+    """The settings of a VI study that runs data sets as a batch dimension (the Gaussian guides on the batched
+    engine: the config's guide, steps, lr and particles, else VI's defaults), or None where the config asks for the
+    flow guide or the Pyro engine (those run one data set per task)."""
+    vi, own = get_method("vi"), _method_settings(cfg, "vi")
+    if own.get("guide", vi.default("guide")) == "flow" or own.get("engine", "auto") == "pyro":
+        return None
+    return {**{k: own.get(k, vi.default(k)) for k in ("guide", "steps", "lr", "particles")}, "batch": VI_BATCH}
+
+
 def _task_vi_batch(task) -> dict[str, Any]:
     """One batch of data sets through one batched VI fit (:func:`latentinfer.methods.vi.fit_groups`)."""
     analysis, data, thetas, first, s, L = task
@@ -272,27 +282,21 @@ def run_coverage(
         if importance:
             settings.update(importance=True, num_proposals=IMPORTANCE_PROPOSALS_PER_DRAW * num_draws)
             fn = _task_npe_importance
-    elif method == "chees":
-        # data sets as a batch dimension: BATCH data sets per task, each a group of CHEES_CHAINS chains in lockstep
-        s = _chees_settings(cfg)
+    elif method == "chees" or (method == "vi" and _batched_vi_settings(cfg) is not None):
+        # data sets as a batch dimension: chees runs a group of CHEES_CHAINS chains in lockstep per data set, VI fits
+        # each data set its own Gaussian and ELBO; s["batch"] data sets per task, one log-density call for all
+        if method == "chees":
+            s, fn, prefix = _chees_settings(cfg), _task_chees_batch, "chees"
+        else:
+            s, fn, prefix = _batched_vi_settings(cfg), _task_vi_batch, "vi"
+            settings.update(engine="batched")
         settings.update(s)
         xs = split_data(analysis, sims["x"])
-        starts = list(range(0, n, s["batch"]))
-        tasks = [(analysis, {k: v[a : a + s["batch"]] for k, v in xs.items()}, thetas[a : a + s["batch"]], a, s, num_draws) for a in starts]
-        keys = [f"chees-{a:05d}-{min(a + s['batch'], n):05d}" for a in starts]
-        fn, w = _task_chees_batch, 1
-    elif method == "vi" and _method_settings(cfg, "vi").get("guide", "multivariate_normal") != "flow" \
-            and _method_settings(cfg, "vi").get("engine", "auto") != "pyro":
-        # data sets as a batch dimension, as chees: VI_BATCH data sets per task, each its own Gaussian and ELBO
-        vi = get_method("vi")
-        own = _method_settings(cfg, "vi")
-        s = {k: own.get(k, vi.default(k)) for k in ("guide", "steps", "lr", "particles")}
-        settings.update(s, engine="batched", batch=VI_BATCH)
-        xs = split_data(analysis, sims["x"])
-        starts = list(range(0, n, VI_BATCH))
-        tasks = [(analysis, {k: v[a : a + VI_BATCH] for k, v in xs.items()}, thetas[a : a + VI_BATCH], a, s, num_draws) for a in starts]
-        keys = [f"vi-{a:05d}-{min(a + VI_BATCH, n):05d}" for a in starts]
-        fn, w = _task_vi_batch, 1
+        b = s["batch"]
+        starts = list(range(0, n, b))
+        tasks = [(analysis, {k: v[a : a + b] for k, v in xs.items()}, thetas[a : a + b], a, s, num_draws) for a in starts]
+        keys = [f"{prefix}-{a:05d}-{min(a + b, n):05d}" for a in starts]
+        w = 1
     else:
         s = _method_settings(cfg, method)
         settings.update(s)

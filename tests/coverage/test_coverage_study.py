@@ -243,3 +243,19 @@ def test_run_records_follow_the_program_parameter_order():
     theta = np.array([0.3, -0.2])
     rec = _task_method((an, "vi", {"steps": 300, "progress": False, "num_samples": 2000}, {"data": lg.y.numpy()}, theta, 0, 2000))
     assert np.all(np.abs(rec["samples"].mean(0) - mu) < 0.2 * np.sqrt(np.diag(S)))
+
+
+def test_vi_study_runs_data_sets_as_a_batch(tmp_path):
+    """A VI study with a Gaussian guide goes through the batched path (one task for up to VI_BATCH data sets) and, on
+    a linear-Gaussian model whose posteriors a full-rank Gaussian represents exactly, reads calibrated."""
+    from latentinfer.coverage.study import VI_BATCH, run_coverage
+
+    from conftest import make_linear_gaussian
+
+    lg = make_linear_gaussian(dim=3, n=20, seed=1)
+    rec = run_coverage({"inference": {"method": "vi", "steps": 100}}, "vi", 20, tmp_path / "cov", analysis=lg.analysis(),
+                       num_draws=50, workers=1)
+    assert rec["settings"]["engine"] == "batched" and rec["settings"]["batch"] == VI_BATCH
+    assert rec["settings"]["steps"] == 100 and rec["settings"]["guide"] == "multivariate_normal"
+    assert sorted(p.name for p in (tmp_path / "cov" / "checkpoints").glob("*.json")) == ["vi-00000-00020.json"]
+    assert rec["verdict"]["overall"] == "calibrated"
