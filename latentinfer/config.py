@@ -9,7 +9,7 @@ The shape::
     priors: {tau: {normal: [0.0544, 0.0073]}}
     inference: {method: nuts, chains: 4, warmup: 500, draws: 1000, seed: 0}
     emulator_error: false
-    evidence: null                  # or harmonic
+    evidence: null                  # or harmonic, or {method: harmonic, epochs: 200, ...} (harmonic's settings)
     report: true
     cluster: {address: tcp://host:8786}
 """
@@ -32,8 +32,8 @@ from .methods.base import METHODS  # the registry and interface only: samplers l
 
 _choice = choice
 
-__all__ = ["load_config", "validate_config", "inference_block", "foreign_settings", "check_keys", "require", "dump_yaml",
-           "DEFAULT_METHOD"]
+__all__ = ["load_config", "validate_config", "inference_block", "foreign_settings", "evidence_request", "check_keys",
+           "require", "dump_yaml", "DEFAULT_METHOD"]
 
 #: The method of a config that names none (the reference sampler).
 DEFAULT_METHOD = "nuts"
@@ -46,7 +46,7 @@ _TOP: dict[str, tuple[Any, type | tuple[type, ...]]] = {
     "priors": ({}, dict),
     "inference": ({}, dict),
     "emulator_error": (False, bool),
-    "evidence": (None, (str, type(None))),
+    "evidence": (None, (str, dict, type(None))),
     "report": (True, bool),
     "cluster": (None, (dict, type(None))),
     "coverage": (None, (str, type(None))),
@@ -63,7 +63,7 @@ def validate_config(raw: Any, source: str = "config") -> dict:
     _choice(cfg["space"], ("latent", "physical"), "space", source)
     _choice(cfg["prior"], ("standard_normal", "uniform"), "prior", source)
     if cfg["evidence"] is not None:
-        _choice(cfg["evidence"], ("harmonic",), "evidence", source)
+        evidence_request(cfg, source)
 
     liks = []
     if not cfg["likelihoods"]:
@@ -88,6 +88,26 @@ def validate_config(raw: Any, source: str = "config") -> dict:
 
         backend_from({"cluster": cfg["cluster"]})  # address and slurm block checked at load
     return cfg
+
+
+def evidence_request(cfg: Mapping[str, Any], source: str = "config") -> tuple[str, dict] | None:
+    """``(method, settings)`` of a config's ``evidence:`` key (a method name, or a mapping with ``method`` and that
+    method's settings), checked; None when the config asks for no evidence. Raises :class:`ConfigError`."""
+    ev = cfg.get("evidence")
+    if ev is None:
+        return None
+    where = f"{source}: evidence"
+    if isinstance(ev, str):
+        method, settings = ev, {}
+    else:
+        method = require(ev, "method", str, where, "harmonic")
+        settings = {str(k): v for k, v in ev.items() if k != "method"}
+    _choice(method, ("harmonic",), "evidence" if isinstance(ev, str) else "method", source if isinstance(ev, str) else where)
+    from .evidence.learned_harmonic import check_harmonic_settings  # deferred: the evidence station loads torch
+
+
+    check_harmonic_settings(settings, where)
+    return method, settings
 
 
 def _owners(key: str) -> list:

@@ -19,7 +19,7 @@ from .errors import LatentInferError
 from .io import read_file
 from .posterior import Posterior
 
-__all__ = ["RunFolder", "load_run", "read_json_file", "read_evidence"]
+__all__ = ["RunFolder", "load_run", "read_json_file", "read_evidence", "evidence_flags", "evidence_line"]
 
 
 @dataclass
@@ -81,3 +81,23 @@ def load_run(path: str | os.PathLike) -> RunFolder:
         if f.exists():
             setattr(run, key, read_json_file(f))
     return run
+
+
+def evidence_line(ev: dict) -> str:
+    """One line for a summary's evidence entry: ln Z, error, method, draws and whether the estimator is flagged."""
+    flags = evidence_flags(ev)
+    state = f"{len(flags)} flag(s): take the error as a lower bound" if flags else "no flags"
+    extra = f", {ev['n_samples']} draws" if ev.get("n_samples") else ""
+    return f"evidence: ln Z = {ev['ln_z']:.3f} +- {ev['ln_z_err']:.3f} ({ev.get('method', '?')}{extra}; {state})"
+
+
+def evidence_flags(ev: dict | None) -> list[str]:
+    """The estimator's flags recorded in a summary's evidence entry (older entries: under ``details``)."""
+    if not ev:
+        return []
+    details = ev.get("details") or {}
+    if "flags" in ev or "flags" in details:
+        return list(ev.get("flags", details.get("flags", [])))
+    if details.get("diagnostics_pass") is False:  # recorded before latentinfer flagged estimates itself
+        return [f"harmonic's own diagnostics failed (kurtosis {details.get('kurtosis', float('nan')):.1f})"]
+    return []

@@ -26,7 +26,7 @@ from .analysis import Analysis
 from .bundle.card import read_card
 from .bundle.references import reference_readings
 from .paths import resolve
-from .config import dump_yaml
+from .config import dump_yaml, evidence_request
 from .io import atomic_write_text, versions, write_json
 from .execution import backend_from
 from .config import foreign_settings
@@ -35,7 +35,7 @@ from .coverage.study import find_study
 from .errors import LatentInferError
 from .report import write_report
 
-__all__ = ["build_analysis", "run_config", "write_run", "checkpoint_dir", "config_fingerprint"]
+__all__ = ["build_analysis", "run_config", "write_run", "checkpoint_dir", "config_fingerprint", "evidence_record"]
 
 #: Config keys that do not change the numbers of a run (left out of its fingerprint).
 _NOT_NUMBERS = ("cluster", "report", "name", "coverage")
@@ -82,9 +82,9 @@ def run_config(cfg: Mapping[str, Any], out: str | os.PathLike, *, scheduler: str
     post = meth.run(analysis, execution={**execution, "checkpoint_dir": ckpt}, **settings)
     post.attrs["config"] = json.dumps(dict(cfg))
     extra = {}
-    if cfg.get("evidence"):
-        ev = analysis.evidence(post, method=cfg["evidence"], seed=int(inf.get("seed", 0)))
-        extra["evidence"] = {"ln_z": ev.ln_z, "ln_z_err": ev.ln_z_err, "method": ev.method, "wall_seconds": ev.wall_seconds, "details": ev.details}
+    request = evidence_request(cfg)
+    if request:
+        extra["evidence"] = evidence_record(analysis, post, request, seed=int(inf.get("seed", 0)))
     extra["coverage"] = coverage_status(cfg, method, out)
     readings = latent_reference_readings(cfg, post)
     if readings:
@@ -94,6 +94,15 @@ def run_config(cfg: Mapping[str, Any], out: str | os.PathLike, *, scheduler: str
     if cfg.get("report", True):
         _write_report(out, analysis)
     return {"out": str(out), "method": method, "wall_seconds": summary["wall_seconds"], "posterior": post, "summary": summary}
+
+
+def evidence_record(analysis: Analysis, post, request: tuple[str, dict], seed: int = 0) -> dict[str, Any]:
+    """The ``evidence`` entry of a summary: ln Z of ``post`` by ``request = (method, settings)`` (the settings' seed,
+    if any, wins over ``seed``), with the estimator's details and flags."""
+    method, settings = request
+    ev = analysis.evidence(post, method=method, **{"seed": seed, **settings})
+    return {"ln_z": ev.ln_z, "ln_z_err": ev.ln_z_err, "method": ev.method, "n_samples": ev.n_samples,
+            "wall_seconds": ev.wall_seconds, "flags": list(ev.details.get("flags", [])), "details": ev.details}
 
 
 def coverage_status(cfg: Mapping[str, Any], method: str, out: str | os.PathLike) -> dict[str, Any]:

@@ -46,9 +46,13 @@ def _compare(args) -> int:
     ln_b, err = bayes_factor(a, b)
     name_a, name_b = Path(args.run_a).name or str(args.run_a), Path(args.run_b).name or str(args.run_b)
     reading = jeffreys_reading(ln_b, name_a, name_b)
+    from ..rundir import evidence_flags
+
     warning = None
     if data_a != data_b:
         warning = f"the runs use different likelihoods ({data_a} vs {data_b}): a Bayes factor needs the same data"
+    flagged = {str(path): evidence_flags(s.get("evidence")) for path, s in ((args.run_a, sa), (args.run_b, sb))}
+    flagged = {k: v for k, v in flagged.items() if v}
     if args.json:
         record = {
             "run_a": {"path": str(args.run_a), **a.to_dict()},
@@ -57,6 +61,7 @@ def _compare(args) -> int:
             "ln_b_err": err,
             "jeffreys": reading,
             "warning": warning,
+            "flagged": flagged,
         }
         print(json.dumps(record, indent=2))
         return 0
@@ -67,4 +72,7 @@ def _compare(args) -> int:
     print(f"Jeffreys scale: {reading}")
     if warning:
         print(f"warning: {warning}")
+    for path, flags in flagged.items():
+        print(f"warning: the evidence of {path} is flagged ({'; '.join(flags)}): take ln B's error as a lower bound; "
+              f"'latentinfer evidence {path} --set KEY=VALUE' refits it from the same draws")
     return 0

@@ -453,6 +453,9 @@ class ChEESSettings(Settings):
     target_accept: float = setting(0.8, float, above=0, below=1)
     init: str = setting("laplace", str, choices=("laplace", "prior"))
     precision: str = setting("float64", str, choices=("float64", "float32"), doc="float32: expansion + likelihoods")
+    gradient: str = setting("handwritten", str, choices=("handwritten", "autograd"),
+                            doc="log-density gradient: the hand-written backward (pieces it does not know use autograd) "
+                                "or torch autograd throughout; same numbers to rounding")
 
     def validate(self, where: str) -> None:
         if self.chains < 2:
@@ -471,7 +474,7 @@ class ChEESMethod(Method):
         if s["chains"] < 2:
             raise ConfigError(f"inference method 'chees': key 'chains' must be >= 2, got {s['chains']}")
         dtype = _DTYPES[s["precision"]]
-        ld = LogDensity(analysis, dtype=dtype)
+        ld = LogDensity(analysis, dtype=dtype, backend=s["gradient"])
         threads = torch.get_num_threads()
         # small batches: one thread is as fast and does not spin against other processes (same arithmetic as NUTS)
         torch.set_num_threads(1)

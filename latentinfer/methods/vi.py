@@ -107,6 +107,8 @@ class VISettings(Settings):
     engine: str = setting("auto", str, choices=("auto", "batched", "pyro"),
                           doc="auto: batched for the Gaussian guides, pyro for flow (see the module docstring)")
     particles: int = setting(8, int, minimum=1, doc="Monte-Carlo draws of the ELBO per step")
+    gradient: str = setting("handwritten", str, choices=("handwritten", "autograd"),
+                            doc="batched engine's log-density gradient: hand-written backward or torch autograd")
 
 
 @METHODS.register("vi")
@@ -155,7 +157,7 @@ class VIMethod(Method):
     def _fit_batched(self, analysis, **s):
         """The Gaussian guides fitted on the batched log density (engine ``batched``; module docstring)."""
         u0, cov = analysis.laplace(seed=s["seed"])
-        ld = LogDensity(analysis)
+        ld = LogDensity(analysis, backend=s["gradient"])
         n, dt = u0.shape[0], u0.dtype
         L0 = torch.linalg.cholesky(cov).to(dt) if cov is not None else 0.05 * torch.eye(n, dtype=dt)
         if s["guide"] == "normal":

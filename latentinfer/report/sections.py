@@ -3,6 +3,7 @@ needs) and returns an HTML fragment. Optional pieces that are absent give a shor
 
 from __future__ import annotations
 
+import html
 import json
 import warnings
 from collections.abc import Mapping
@@ -17,6 +18,7 @@ from ..diagnostics.convergence import ESS_MIN, RHAT_MAX, check_convergence  # no
 from ..labels import latex
 from .html import RawHTML, esc, figure_tag, file_png_tag, fmt, json_block, json_tables, kv_table, table
 from ..paths import resolve
+from ..rundir import evidence_flags
 from ..config import dump_yaml
 from ..diagnostics.ppc import check_ppc, plot_ppc, run_ppc
 
@@ -198,10 +200,16 @@ def ppc_section(run, analysis, why: str | None = None, ppc: Mapping[str, Any] | 
 
 
 def evidence_section(runs) -> str:
-    rows = [(r.name, r.evidence["ln_z"], r.evidence.get("ln_z_err"), r.evidence.get("method", "")) for r in runs if r.evidence]
+    with_ev = [r for r in runs if r.evidence]
+    rows = [(r.name, r.evidence["ln_z"], r.evidence.get("ln_z_err"), r.evidence.get("method", ""),
+             f"{len(evidence_flags(r.evidence))} flag(s)" if evidence_flags(r.evidence) else "none") for r in with_ev]
     if not rows:
         return _na("no evidence in summary.json (config key evidence: harmonic)")
-    out = table(["run", "ln Z", "error", "method"], rows)
+    out = table(["run", "ln Z", "error", "method", "estimator flags"], rows)
+    notes = [f"<li><b>{html.escape(r.name)}</b>: {html.escape(f)}</li>" for r in with_ev for f in evidence_flags(r.evidence)]
+    if notes:
+        out += ("<p>Flagged estimates: their errors are lower bounds. <code>latentinfer evidence RUN --set KEY=VALUE</code> "
+                "refits the estimator from the same draws.</p><ul>" + "".join(notes) + "</ul>")
     if len(rows) > 1:
         ref = rows[0]
         comp = []

@@ -37,6 +37,34 @@ def test_run_records_evidence_and_compare(tmp_path, capsys):
     assert main(["compare", str(out), str(run_b)]) == 0
     text = capsys.readouterr().out
     assert "ln B = ln Z_A - ln Z_B = 3.000" in text and "Jeffreys scale: moderate evidence for run_a" in text
+    assert "flagged" not in text and ev["flags"] == [] and ev["details"]["reliable"]
+
+    # a flagged estimate: compare says so, in text and in JSON
+    run_c = tmp_path / "run_c"
+    flag = "kurtosis 47.0 of the block estimates > 5.4 (Gaussian block means, p = 0.001): a few blocks carry the estimate"
+    write_json(run_c / "summary.json", {"evidence": {"ln_z": ev["ln_z"] - 1.0, "ln_z_err": 0.15, "method": "harmonic",
+                                                     "flags": [flag]}, "config": summary["config"]})
+    assert main(["compare", str(out), str(run_c)]) == 0
+    text = capsys.readouterr().out
+    assert f"warning: the evidence of {run_c} is flagged ({flag})" in text and "latentinfer evidence" in text
+    assert main(["compare", str(out), str(run_c), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["flagged"] == {str(run_c): [flag]}
+
+    # latentinfer evidence: refit from the same draws with other settings; the old entry is kept
+    assert main(["evidence", str(out), "--set", "blocks=10", "--set", "seed=3"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("evidence: ln Z = ") and "(harmonic, 8000 draws; no flags)" in text
+    new = json.loads((out / "summary.json").read_text())
+    assert new["evidence_previous"]["ln_z"] == ev["ln_z"]
+    assert new["evidence"]["details"]["blocks_eval"] == 10 and new["evidence"]["details"]["settings"]["seed"] == 3
+    assert abs(new["evidence"]["ln_z"] - lg.ln_z()) < max(0.1, 3 * new["evidence"]["ln_z_err"])
+    for bad, msg in ((["--set", "bogus=1"], "unknown settings ['bogus']"), (["--set", "epochs"], "expected KEY=VALUE"),
+                     (["--set", "epochs=0"], "epochs must be 'auto' or an integer >= 1")):
+        assert main(["evidence", str(out), *bad]) == 2
+        err = capsys.readouterr().err
+        assert msg in err and len(err.strip().splitlines()) == 1, err
+    assert main(["evidence", str(tmp_path / "norun")]) == 2
+    assert "run folder not found" in capsys.readouterr().err
 
 
 def test_compare_bad_input(tmp_path, capsys):
@@ -58,3 +86,32 @@ def test_config_rejects_unknown_evidence_method(tmp_path):
     raw = write_toy_project(tmp_path, LinearGaussian(d=2))
     with pytest.raises(ConfigError, match="key 'evidence' must be one of harmonic"):
         validate_config({**raw, "evidence": "laplace"})
+
+
+def test_config_evidence_settings(tmp_path):
+    """``evidence:`` is a method name or a mapping with the method's settings, checked when the config loads."""
+    from latentinfer.config import evidence_request
+    from latentinfer.errors import ConfigError
+
+    raw = write_toy_project(tmp_path, LinearGaussian(d=2))
+    cfg = validate_config({**raw, "evidence": {"method": "harmonic", "epochs": 200, "temperature": 0.7}})
+    assert evidence_request(cfg) == ("harmonic", {"epochs": 200, "temperature": 0.7})
+    assert evidence_request(validate_config({**raw, "evidence": {"blocks": 20}})) == ("harmonic", {"blocks": 20})
+    assert evidence_request(validate_config(raw)) is None
+    with pytest.raises(ConfigError, match="evidence harmonic|config: evidence: unknown settings \\['epoch'\\]"):
+        validate_config({**raw, "evidence": {"epoch": 200}})
+    with pytest.raises(ConfigError, match="config: evidence: temperature must be in \\(0, 1\\)"):
+        validate_config({**raw, "evidence": {"method": "harmonic", "temperature": 1.2}})
+    with pytest.raises(ConfigError, match="config: evidence: key 'method' must be one of harmonic"):
+        validate_config({**raw, "evidence": {"method": "laplace"}})
+
+
+def test_evidence_flags_of_older_and_newer_records():
+    from latentinfer.rundir import evidence_flags, evidence_line
+
+    assert evidence_flags(None) == [] and evidence_flags({"ln_z": 1.0, "ln_z_err": 0.1}) == []
+    assert evidence_flags({"ln_z": 1.0, "flags": ["x"]}) == ["x"]
+    old = {"ln_z": 1.0, "ln_z_err": 0.1, "details": {"diagnostics_pass": False, "kurtosis": 46.9}}
+    assert evidence_flags(old) == ["harmonic's own diagnostics failed (kurtosis 46.9)"]
+    assert evidence_line({**old, "method": "harmonic", "n_samples": 4000}) == (
+        "evidence: ln Z = 1.000 +- 0.100 (harmonic, 4000 draws; 1 flag(s): take the error as a lower bound)")

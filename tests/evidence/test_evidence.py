@@ -28,6 +28,7 @@ def _check_exact(d: int, seed: int = 0):
     assert diff < 0.1, (d, res, exact)
     assert diff < 3 * res.ln_z_err + 1e-3, (d, res, exact)  # 1e-3: float32 flow arithmetic
     assert 0 < res.ln_z_err < 0.1
+    assert res.details["flags"] == [] and res.details["reliable"], res.details  # exact draws: nothing to flag
     return res
 
 
@@ -42,6 +43,66 @@ def test_harmonic_matches_closed_form(d):
 @pytest.mark.parametrize("d", [2, 3, 4, 5, 6, 7, 8, 9, 10])
 def test_harmonic_matches_closed_form_sweep(d):
     _check_exact(d, seed=d)
+
+
+def _inflated_draws(lg, inflate: float, chains: int = 8, draws: int = 1000, seed: int = 0):
+    """Draws of N(posterior mean, inflate^2 posterior cov): for inflate != 1 they are not the posterior's."""
+    import torch
+
+    from latentinfer.posterior import build_posterior
+
+    g = torch.Generator().manual_seed(seed)
+    L = torch.linalg.cholesky(lg.post_cov)
+    x = lg.post_mean() + inflate * torch.randn(chains, draws, lg.d, generator=g, dtype=torch.float64) @ L.T
+    return build_posterior(lg.analysis, {n: x[..., i].numpy() for i, n in enumerate(lg.names)}, method="exact", settings={})
+
+
+def test_harmonic_flags_draws_that_are_not_the_posterior():
+    """A case built to fail: draws 1.5 times wider than the posterior. The flow then reaches where the posterior has
+    no mass, a few terms carry the estimate (measured: kurtosis 45 against a limit of 6.6, 7 effective terms of 4000)
+    and ln Z is off by far more than its error; the estimate must say so."""
+    lg = LinearGaussian(d=2, n=12, seed=0)
+    res = lg.analysis.evidence(_inflated_draws(lg, 1.5), method="harmonic", seed=0)
+    flags = res.details["flags"]
+    assert not res.details["reliable"]
+    assert any(f.startswith("kurtosis") for f in flags) and any(f.startswith("effective samples") for f in flags), flags
+    assert abs(res.ln_z - lg.ln_z()) > 3 * res.ln_z_err  # the flag is deserved: the error bar does not cover the truth
+
+
+def test_harmonic_auto_settings_and_kurtosis_limit():
+    from scipy.stats import kurtosis
+
+    from latentinfer.evidence.learned_harmonic import AUTO_STEPS, auto_blocks, auto_epochs, kurtosis_limit
+
+    # epochs: about AUTO_STEPS optimiser steps, between 10 and 300
+    assert auto_epochs(2000, 128) == 125 and 125 * 16 >= AUTO_STEPS
+    assert auto_epochs(16000, 128) == 16 and auto_epochs(200000, 128) == 10 and auto_epochs(50, 128) == 300
+    # blocks: >= 80 samples each, 2 to 100, never fewer than the chains
+    assert auto_blocks(2000, 2) == 25 and auto_blocks(16000, 16) == 100 and auto_blocks(100, 2) == 2
+    assert auto_blocks(100, 4) == 4
+    # the limit is the 99.9 % point of the kurtosis of Gaussian block means: an independent simulation agrees within
+    # its Monte-Carlo error (the quantile of 200,000 draws: about 0.5 % here)
+    rng = np.random.default_rng(7)
+    for b in (25, 100):
+        ref = np.quantile(kurtosis(rng.standard_normal((200_000, b)), axis=1, fisher=False, bias=True), 0.999)
+        assert kurtosis_limit(b) == pytest.approx(ref, rel=0.03), (b, kurtosis_limit(b), ref)
+    assert kurtosis_limit(25) > kurtosis_limit(100) > 3.0
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"epochs": 0}, "epochs must be 'auto' or an integer >= 1"),
+    ({"blocks": 1}, "blocks must be 'auto' or an integer >= 2"),
+    ({"epochs": "many"}, "epochs must be 'auto'"),
+    ({"hidden_size": [32, -1]}, "hidden_size must be a list of positive integers"),
+    ({"training_proportion": 1.0}, "training_proportion must be in"),
+    ({"bogus": 1}, "unknown settings"),
+])
+def test_harmonic_settings_are_checked(bad, match):
+    from latentinfer.errors import ConfigError
+    from latentinfer.evidence.learned_harmonic import check_harmonic_settings
+
+    with pytest.raises(ConfigError, match=match):
+        check_harmonic_settings(bad)
 
 
 def test_evidence_bad_input():

@@ -250,3 +250,19 @@ def test_a_wrong_sign_in_the_backward_is_caught(latent, monkeypatch, dtype, wher
     with pytest.raises(AssertionError, match="gradient"):
         _compare(latent, u, dtype, bound=bound)
 
+
+
+def test_the_gradient_setting_of_a_run(latent):
+    """``inference: {gradient: autograd}`` (chees, and the batched VI engine) switches the backend a run uses; the
+    run records which one did the work, and the draws agree with the default's to rounding."""
+    from latentinfer.config import inference_block
+    from latentinfer.errors import ConfigError
+
+    post = {g: latent.sample("chees", chains=4, warmup=40, draws=10, seed=0, gradient=g, progress=False)
+            for g in ("handwritten", "autograd")}
+    assert post["autograd"].attrs["gradient_backend"] == "autograd"
+    assert post["handwritten"].attrs["gradient_backend"].startswith("handwritten")
+    np.testing.assert_allclose(post["handwritten"].samples(), post["autograd"].samples(), rtol=0, atol=1e-8)
+    assert inference_block({"method": "vi", "gradient": "autograd"}, "inference")["gradient"] == "autograd"
+    with pytest.raises(ConfigError, match="gradient"):
+        inference_block({"method": "chees", "gradient": "jax"}, "inference")
