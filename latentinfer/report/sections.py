@@ -199,9 +199,13 @@ def ppc_section(run, analysis, why: str | None = None, ppc: Mapping[str, Any] | 
     return "\n".join(out)
 
 
+def _fmt_err(err) -> str:
+    return "-" if err is None or not np.isfinite(err) else f"{err:.3f}"
+
+
 def evidence_section(runs) -> str:
     with_ev = [r for r in runs if r.evidence]
-    rows = [(r.name, r.evidence["ln_z"], r.evidence.get("ln_z_err"), r.evidence.get("method", ""),
+    rows = [(r.name, f"{r.evidence['ln_z']:.3f}", _fmt_err(r.evidence.get("ln_z_err")), r.evidence.get("method", ""),
              f"{len(evidence_flags(r.evidence))} flag(s)" if evidence_flags(r.evidence) else "none") for r in with_ev]
     if not rows:
         return _na("no evidence in summary.json (config key evidence: harmonic)")
@@ -210,12 +214,12 @@ def evidence_section(runs) -> str:
     if notes:
         out += ("<p>Flagged estimates: their errors are lower bounds. <code>latentinfer evidence RUN --set KEY=VALUE</code> "
                 "refits the estimator from the same draws.</p><ul>" + "".join(notes) + "</ul>")
-    if len(rows) > 1:
-        ref = rows[0]
+    if len(with_ev) > 1:
+        ref = with_ev[0].evidence
         comp = []
-        for r in rows[1:]:
-            err = np.hypot(ref[2] or 0.0, r[2] or 0.0)
-            comp.append((f"{r[0]} vs {ref[0]}", r[1] - ref[1], err))
+        for r in with_ev[1:]:
+            err = np.hypot(ref.get("ln_z_err") or 0.0, r.evidence.get("ln_z_err") or 0.0)
+            comp.append((f"{r.name} vs {with_ev[0].name}", f"{r.evidence['ln_z'] - ref['ln_z']:.3f}", f"{err:.3f}"))
         out += table(["comparison", "ln B", "error"], comp)
     return out
 

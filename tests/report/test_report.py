@@ -215,3 +215,21 @@ def test_latent_reference_section(runs, tmp_path):
     assert "Latents against reference models" in text and "departs from LCDM at" in text
     assert "z0 against LCDM" in text  # the plot's alt text
     assert "Latents against reference models" not in build_report([runs["root"] / "runA"])
+
+
+def test_evidence_section_shows_values_and_flags():
+    """ln Z to 3 decimals (Planck's are ~5000: 4 significant digits would hide ln B), ln B against the first run, and
+    each flag of a flagged estimate listed by run."""
+    from types import SimpleNamespace
+
+    from latentinfer.report.sections import evidence_section
+
+    flag = "kurtosis 46.9 of the block estimates > 5.4 (Gaussian block means, p = 0.001): a few blocks carry the estimate"
+    runs = [SimpleNamespace(name="lcdm", evidence={"ln_z": 4959.5947, "ln_z_err": 0.0101, "method": "harmonic", "flags": []}),
+            SimpleNamespace(name="ede", evidence={"ln_z": 4958.4878, "ln_z_err": 0.1481, "method": "harmonic", "flags": [flag]}),
+            SimpleNamespace(name="none", evidence=None)]
+    out = evidence_section(runs)
+    assert "4959.595" in out and "4958.488" in out and "0.148" in out
+    assert "-1.107" in out and "ede vs lcdm" in out and "none" in out and "1 flag(s)" in out
+    assert "<b>ede</b>: kurtosis 46.9" in out and "latentinfer evidence RUN" in out
+    assert "Flagged" not in evidence_section(runs[:1])
