@@ -136,6 +136,7 @@ def _chees_settings(cfg: dict) -> dict:
         "warmup": int(inf["warmup"]) if own and "warmup" in inf else 500,
         "target_accept": float(inf["target_accept"]) if own and "target_accept" in inf else 0.8,
         "precision": str(inf["precision"]) if own and "precision" in inf else "float64",
+        "gradient": str(inf["gradient"]) if own and "gradient" in inf else "handwritten",
     }
 
 
@@ -150,7 +151,7 @@ def _task_chees_batch(task) -> list[dict[str, Any]]:
         # draws per chain: enough that the pooled, thinned draws of a data set number L
         draws = max(2 * L // s["chains"], 25)
         res = sample_groups(analysis, data, chains=s["chains"], warmup=s["warmup"], draws=draws, seed=int(first),
-                            target_accept=s["target_accept"], precision=s["precision"])
+                            target_accept=s["target_accept"], precision=s["precision"], gradient=s["gradient"])
         lt = res["log_target_at"](thetas[:, None, :])[:, 0]
     finally:
         torch.set_num_threads(threads)
@@ -175,7 +176,7 @@ def _batched_vi_settings(cfg: dict) -> dict | None:
     vi, own = get_method("vi"), _method_settings(cfg, "vi")
     if own.get("guide", vi.default("guide")) == "flow" or own.get("engine", "auto") == "pyro":
         return None
-    return {**{k: own.get(k, vi.default(k)) for k in ("guide", "steps", "lr", "particles")}, "batch": VI_BATCH}
+    return {**{k: own.get(k, vi.default(k)) for k in ("guide", "steps", "lr", "particles", "gradient")}, "batch": VI_BATCH}
 
 
 def _task_vi_batch(task) -> dict[str, Any]:
@@ -186,7 +187,7 @@ def _task_vi_batch(task) -> dict[str, Any]:
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     try:
         res = fit_groups(analysis, data, guide=s["guide"], steps=s["steps"], lr=s["lr"], particles=s["particles"],
-                         num_samples=L, seed=int(first))
+                         num_samples=L, seed=int(first), gradient=s.get("gradient", "handwritten"))
         lt = res["log_target_at"](thetas[:, None, :])[:, 0]
     finally:
         torch.set_num_threads(threads)
@@ -365,7 +366,8 @@ def run_coverage(
 
 
 #: Settings that change how many draws or how fast, not what distribution a method targets or learns.
-_NOT_CALIBRATION = ("seed", "progress", "parallel", "chains", "draws", "warmup", "num_samples", "thin", "walkers", "jit")
+_NOT_CALIBRATION = ("seed", "progress", "parallel", "chains", "draws", "warmup", "num_samples", "thin", "walkers", "jit",
+                    "gradient")  # gradient: the same log density's gradient by another route (equal to rounding)
 
 
 def study_fingerprint(cfg: dict, method: str) -> str:

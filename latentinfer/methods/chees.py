@@ -536,7 +536,8 @@ class OnePerGroup:
 
 
 def sample_groups(analysis, data, *, chains: int = 4, warmup: int = 1000, draws: int = 100, seed: int = 0,
-                  target_accept: float = 0.8, precision: str = "float64", state_path=None) -> dict[str, Any]:
+                  target_accept: float = 0.8, precision: str = "float64", state_path=None,
+                  gradient: str = "handwritten") -> dict[str, Any]:
     """ChEES-HMC on ``G`` data sets at once: ``data = {likelihood: (G, n_data)}``; ``chains`` chains per data set.
 
     Each data set is its own group: its own Laplace start and metric (one batched L-BFGS from a prior draw per data
@@ -551,7 +552,7 @@ def sample_groups(analysis, data, *, chains: int = 4, warmup: int = 1000, draws:
         raise ConfigError(f"chees: needs at least 2 chains per data set, got {chains}")
     dtype = _DTYPES[precision]
     grouped = {k: v[:, None, :] for k, v in data.items()}  # (G, 1, n_data): broadcasts over each group's points
-    ld = LogDensity(analysis, dtype=dtype, data=grouped)
+    ld = LogDensity(analysis, dtype=dtype, data=grouped, backend=gradient)
     ld64 = ld if dtype == analysis.dtype else LogDensity(analysis, data=grouped)
     draws0 = analysis.sample_prior(G, seed=seed)
     u0 = analysis.unconstrain({k: draws0[k] for k in ld.names}, ld.transforms).detach().reshape(G, ld.n)

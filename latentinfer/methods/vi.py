@@ -185,7 +185,7 @@ class VIMethod(Method):
 
 
 def fit_groups(analysis, data, *, guide: str = "multivariate_normal", steps: int = 3000, lr: float = 0.01,
-               particles: int = 8, num_samples: int = 100, seed: int = 0) -> dict[str, Any]:
+               particles: int = 8, num_samples: int = 100, seed: int = 0, gradient: str = "handwritten") -> dict[str, Any]:
     """The batched-engine VI on ``G`` data sets at once: ``data = {likelihood: (G, n_data)}``.
 
     Each data set is its own Gaussian ``N(m_g, L_g L_g^T)`` in the unconstrained space, started at its own Laplace
@@ -203,7 +203,7 @@ def fit_groups(analysis, data, *, guide: str = "multivariate_normal", steps: int
         raise ConfigError(f"vi: batched groups fit the Gaussian guides (normal, multivariate_normal), got guide '{guide}'")
     data = {k: torch.as_tensor(v, dtype=analysis.dtype) for k, v in data.items()}
     G = int(next(iter(data.values())).shape[0])
-    ld = LogDensity(analysis, data={k: v[:, None, :] for k, v in data.items()})
+    ld = LogDensity(analysis, data={k: v[:, None, :] for k, v in data.items()}, backend=gradient)
     n, dt = ld.n, analysis.dtype
     draws0 = analysis.sample_prior(G, seed=seed)
     u0 = analysis.unconstrain({k: draws0[k] for k in ld.names}, ld.transforms).detach().reshape(G, n)

@@ -264,5 +264,12 @@ def test_the_gradient_setting_of_a_run(latent):
     assert post["handwritten"].attrs["gradient_backend"].startswith("handwritten")
     np.testing.assert_allclose(post["handwritten"].samples(), post["autograd"].samples(), rtol=0, atol=1e-8)
     assert inference_block({"method": "vi", "gradient": "autograd"}, "inference")["gradient"] == "autograd"
+    # coverage studies use it too, and it does not change which study a config matches (same target, same numbers)
+    from latentinfer.coverage.study import _batched_vi_settings, _chees_settings, study_fingerprint
+
+    cfg = {"model": "m", "likelihoods": [], "inference": {"method": "chees", "gradient": "autograd"}}
+    assert _chees_settings(cfg)["gradient"] == "autograd" and _chees_settings({"inference": {}})["gradient"] == "handwritten"
+    assert _batched_vi_settings({"inference": {"method": "vi", "gradient": "autograd"}})["gradient"] == "autograd"
+    assert study_fingerprint(cfg, "chees") == study_fingerprint({**cfg, "inference": {"method": "chees"}}, "chees")
     with pytest.raises(ConfigError, match="gradient"):
         inference_block({"method": "chees", "gradient": "jax"}, "inference")
