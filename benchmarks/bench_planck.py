@@ -56,7 +56,19 @@ def _judge(post, wall: float) -> dict:
 def _sample(an, method: str, **settings) -> dict:
     t0 = time.perf_counter()
     post = an.sample(method, progress=False, **settings)
-    return _judge(post, time.perf_counter() - t0)
+    return {**_judge(post, time.perf_counter() - t0), "posterior": post}
+
+
+def _evidence_row(problem: str, an, res: dict, note: str) -> dict:
+    """harmonic's ln Z from a sampler's draws: wall time (log densities of the draws, flow, estimate) and its flags."""
+    t0 = time.perf_counter()
+    ev = an.evidence(res["posterior"], method="harmonic", seed=0)
+    wall = time.perf_counter() - t0
+    flags = ev.details["flags"]
+    return _row(f"{problem} harmonic evidence time", wall, "s",
+                f"{note}: ln Z {ev.ln_z:.3f} +- {ev.ln_z_err:.3f}, {ev.details['epochs']} flow epochs, "
+                f"{ev.details['blocks_eval']} blocks, kurtosis {ev.details['kurtosis']:.2f} (limit {ev.details['kurtosis_limit']:.2f}), "
+                + (f"FLAGGED: {'; '.join(flags)}" if flags else "no flags"))
 
 
 def _rows_for(problem: str, method: str, res: dict, note: str) -> list[dict]:
@@ -139,6 +151,7 @@ def run(quick: bool = True) -> list[dict]:
         shift = np.abs(res["chees"]["mean"] - res["nuts"]["mean"]) / res["nuts"]["sd"]
         ratio = res["chees"]["sd"] / res["nuts"]["sd"]
         rows.append(_row("latent chees vs NUTS: largest mean shift", shift.max(), "NUTS sd", f"sd ratios {ratio.min():.3f}-{ratio.max():.3f}"))
+        rows.append(_evidence_row("latent", an, res["chees"], "chees 32 x 200 draws"))
 
         phys = _analysis("planck_physical.yaml")
         pres = {"chees": _sample(phys, "chees", chains=32, draws=200, seed=0)}
@@ -150,6 +163,7 @@ def run(quick: bool = True) -> list[dict]:
         pnotes = {"chees": "32 chains x 200 draws, float64", "emcee": "32 walkers x (1000 + 8000)", "nuts": "Pyro NUTS, 4 chains x (300 + 500), 2 processes"}
         for m, r in pres.items():
             rows += _rows_for("physical", m, r, pnotes[m])
+        rows.append(_evidence_row("physical", phys, pres["chees"], "chees 32 x 200 draws"))
         if "emcee" in pres:
             rows.append(_row("physical chees / emcee min ESS/s", pres["chees"]["ess_per_s"] / pres["emcee"]["ess_per_s"], "x", "same posterior, same run"))
         if not quick:

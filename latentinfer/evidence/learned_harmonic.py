@@ -29,7 +29,7 @@ HARMONIC_DEFAULTS = {
     "epochs": "auto",  # "auto": enough epochs for AUTO_STEPS optimiser steps (10 to 300), or an integer
     "batch_size": 128,
     "training_proportion": 0.5,
-    "blocks": "auto",  # evaluation samples cut into blocks for the error; "auto": >= AUTO_BLOCK_SIZE each, 2 to 100
+    "blocks": "auto",  # evaluation draws cut into blocks for the error; "auto": equal cuts of each chain, >= AUTO_BLOCK_SIZE
     "n_layers": 4,
     "hidden_size": (32, 32),
     "n_bins": 8,
@@ -61,8 +61,12 @@ def auto_epochs(n_train: int, batch_size: int, steps: int = AUTO_STEPS) -> int:
 
 
 def auto_blocks(n_eval: int, n_chains: int) -> int:
-    """Blocks of at least :data:`AUTO_BLOCK_SIZE` evaluation samples, between 2 and 100, never fewer than the chains."""
-    return int(max(n_chains, min(100, max(2, n_eval // AUTO_BLOCK_SIZE))))
+    """Blocks for the error: each evaluation chain cut into the same number of blocks of at least
+    :data:`AUTO_BLOCK_SIZE` draws (one block per chain where a chain is shorter), at most 100 blocks in all unless
+    there are more chains. Equal cuts per chain matter: harmonic hands the rounding remainder of an uneven split to
+    one chain, which then falls into many small blocks."""
+    per_chain = max(1, min((n_eval // max(n_chains, 1)) // AUTO_BLOCK_SIZE, 100 // max(n_chains, 1)))
+    return int(n_chains * per_chain)
 
 
 def kurtosis_limit(blocks, tail: float = KURTOSIS_TAIL, reps: int = 20000) -> float:

@@ -77,9 +77,9 @@ def test_harmonic_auto_settings_and_kurtosis_limit():
     # epochs: about AUTO_STEPS optimiser steps, between 10 and 300
     assert auto_epochs(2000, 128) == 125 and 125 * 16 >= AUTO_STEPS
     assert auto_epochs(16000, 128) == 16 and auto_epochs(200000, 128) == 10 and auto_epochs(50, 128) == 300
-    # blocks: >= 80 samples each, 2 to 100, never fewer than the chains
-    assert auto_blocks(2000, 2) == 25 and auto_blocks(16000, 16) == 100 and auto_blocks(100, 2) == 2
-    assert auto_blocks(100, 4) == 4
+    # blocks: each chain cut equally into blocks of >= 80 draws, at most 100 in all, never fewer than the chains
+    assert auto_blocks(2000, 2) == 24 and auto_blocks(16000, 16) == 96 and auto_blocks(3200, 16) == 32
+    assert auto_blocks(100, 2) == 2 and auto_blocks(100, 4) == 4 and auto_blocks(64 * 50, 128) == 128
     # the limit is the 99.9 % point of the kurtosis of Gaussian block means: an independent simulation agrees within
     # its Monte-Carlo error (the quantile of 200,000 draws: about 0.5 % here)
     rng = np.random.default_rng(7)

@@ -115,7 +115,7 @@ def test_ede_harmonic_vs_dynesty():
     """The EDE evidence of ``examples/lcdm_vs_ede`` (Pyro NUTS 4 x (500 + 1000), harmonic with its automatic epochs
     and blocks) against nested sampling on the same program: within 3 combined sigma, and unflagged.
 
-    Measured 2026-12-05 (``scans/evidence/dynesty_lcdm_vs_ede.jsonl``): harmonic 4958.04 +- 0.04, dynesty (rwalk,
+    Measured 2026-12-05 (``scans/evidence/dynesty_lcdm_vs_ede.jsonl``): harmonic 4958.04 +- 0.05, dynesty (rwalk,
     nlive 500) 4958.01 +- 0.19 in 17 min; the 10-epoch flow used before gave 4958.49 +- 0.15 with kurtosis 47.
     LCDM: harmonic 4959.60 +- 0.01, dynesty 4959.49 +- 0.18."""
     from latentinfer.evidence import bayes_factor, compute_evidence
