@@ -105,7 +105,6 @@ def evidence_request(cfg: Mapping[str, Any], source: str = "config") -> tuple[st
     _choice(method, ("harmonic",), "evidence" if isinstance(ev, str) else "method", source if isinstance(ev, str) else where)
     from .evidence.learned_harmonic import check_harmonic_settings  # deferred: the evidence station loads torch
 
-
     check_harmonic_settings(settings, where)
     return method, settings
 

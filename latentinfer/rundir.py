@@ -19,7 +19,7 @@ from .errors import LatentInferError
 from .io import read_file
 from .posterior import Posterior
 
-__all__ = ["RunFolder", "load_run", "read_json_file", "read_evidence", "evidence_flags", "evidence_line"]
+__all__ = ["RunFolder", "load_run", "read_json_file", "read_evidence", "evidence_flags", "evidence_line", "evidence_lines"]
 
 
 @dataclass
@@ -89,6 +89,11 @@ def evidence_line(ev: dict) -> str:
     state = f"{len(flags)} flag(s): take the error as a lower bound" if flags else "no flags"
     extra = f", {ev['n_samples']} draws" if ev.get("n_samples") else ""
     return f"evidence: ln Z = {ev['ln_z']:.3f} +- {ev['ln_z_err']:.3f} ({ev.get('method', '?')}{extra}; {state})"
+
+
+def evidence_lines(ev: dict) -> list[str]:
+    """What ``run`` and ``evidence`` print for an evidence entry: :func:`evidence_line`, then one line per flag."""
+    return [evidence_line(ev)] + [f"evidence: flagged: {flag}" for flag in evidence_flags(ev)]
 
 
 def evidence_flags(ev: dict | None) -> list[str]:

@@ -47,7 +47,7 @@ def parse_overrides(items: list[str]) -> dict:
 def _evidence(args) -> int:
     from ..config import evidence_request, validate_config
     from ..io import write_json
-    from ..rundir import evidence_line, load_run
+    from ..rundir import evidence_lines, load_run
     from ..runner import build_analysis, evidence_record
 
     run = load_run(args.run)
@@ -64,7 +64,5 @@ def _evidence(args) -> int:
     if args.json:
         print(json.dumps(summary["evidence"], indent=2, default=str))
         return 0
-    print(evidence_line(summary["evidence"]))
-    for flag in record["flags"]:
-        print(f"evidence: flagged: {flag}")
+    print("\n".join(evidence_lines(summary["evidence"])))
     return 0

@@ -32,11 +32,9 @@ def _run(args) -> int:
     result = run_config(cfg, args.out, scheduler=args.scheduler)
     print(f"wrote {result['out']} ({result['method']}, {result['wall_seconds']:.1f} s)")
     if result["summary"].get("evidence"):
-        from ..rundir import evidence_flags, evidence_line
+        from ..rundir import evidence_lines
 
-        print(evidence_line(result["summary"]["evidence"]))
-        for flag in evidence_flags(result["summary"]["evidence"]):
-            print(f"evidence: flagged: {flag}")
+        print("\n".join(evidence_lines(result["summary"]["evidence"])))
     for r in result["summary"].get("latent_references", []):
         print(f"reference: {r['text']}")
     cov = result["summary"].get("coverage") or {}

@@ -205,12 +205,13 @@ def _fmt_err(err) -> str:
 
 def evidence_section(runs) -> str:
     with_ev = [r for r in runs if r.evidence]
+    flags = [evidence_flags(r.evidence) for r in with_ev]
     rows = [(r.name, f"{r.evidence['ln_z']:.3f}", _fmt_err(r.evidence.get("ln_z_err")), r.evidence.get("method", ""),
-             f"{len(evidence_flags(r.evidence))} flag(s)" if evidence_flags(r.evidence) else "none") for r in with_ev]
+             f"{len(fl)} flag(s)" if fl else "none") for r, fl in zip(with_ev, flags)]
     if not rows:
         return _na("no evidence in summary.json (config key evidence: harmonic)")
     out = table(["run", "ln Z", "error", "method", "estimator flags"], rows)
-    notes = [f"<li><b>{html.escape(r.name)}</b>: {html.escape(f)}</li>" for r in with_ev for f in evidence_flags(r.evidence)]
+    notes = [f"<li><b>{html.escape(r.name)}</b>: {html.escape(f)}</li>" for r, fl in zip(with_ev, flags) for f in fl]
     if notes:
         out += ("<p>Flagged estimates: their errors are lower bounds. <code>latentinfer evidence RUN --set KEY=VALUE</code> "
                 "refits the estimator from the same draws.</p><ul>" + "".join(notes) + "</ul>")
